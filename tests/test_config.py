@@ -1,0 +1,72 @@
+import pytest
+
+from workbench.config import ORIGINAL_PROTOCOL, load_config
+from workbench.errors import WorkbenchError
+
+
+def test_baseline_loads_with_reference_model():
+    cfg = load_config("baseline")
+    assert cfg.name == "baseline"
+    assert cfg.model.filters == [32, 64, 128, 256, 512]
+    assert cfg.model.dense_units == 1024
+    assert cfg.protocol == "split-then-resample"
+    assert cfg.data.path is None  # the bundled sample
+
+
+def test_set_overrides_are_typed_and_nested():
+    cfg = load_config("baseline", ["train.epochs=3", "balance.smote=true", "model.filters=[8,16]",
+                                   "data.path=/x/y.csv", "train.learning_rate=3e-4"])
+    assert cfg.train.epochs == 3 and cfg.balance.smote is True
+    assert cfg.model.filters == [8, 16]
+    assert cfg.data.path == "/x/y.csv"
+    assert cfg.train.learning_rate == pytest.approx(3e-4)
+
+
+def test_flat_params_cover_every_key():
+    flat = load_config("baseline").flat()
+    assert flat["train.epochs"] == 12 and flat["augment.strength"] == 1.0 and "data.min_confidence" in flat
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("train.epoch=3", "unknown key 'train.epoch'"),
+    ("trian.epochs=3", "unknown key 'trian'"),
+    ("augment.strength=1.5", "augment.strength"),
+    ("train.epochs=zero", "train.epochs"),
+    ("protocol=smote-first", "protocol"),
+    ("split.val_fraction=0.6", "split.val_fraction"),
+])
+def test_bad_values_give_one_line_errors_naming_the_field(override, expected):
+    with pytest.raises(WorkbenchError) as err:
+        load_config("baseline", [override])
+    message = str(err.value)
+    assert expected in message and "\n" not in message
+
+
+def test_fractions_must_leave_training_data():
+    with pytest.raises(WorkbenchError, match="below 0.9"):
+        load_config("baseline", ["split.val_fraction=0.45", "split.test_fraction=0.45"])
+
+
+def test_malformed_set_and_unknown_experiment():
+    with pytest.raises(WorkbenchError, match="expected key=value"):
+        load_config("baseline", ["train.epochs"])
+    with pytest.raises(WorkbenchError, match="no such experiment file.*baseline"):
+        load_config("does-not-exist")
+
+
+def test_yaml_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochs: [1,\n")
+    with pytest.raises(WorkbenchError, match="not valid YAML"):
+        load_config(str(bad))
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(WorkbenchError, match="mapping"):
+        load_config(str(listy))
+
+
+def test_original_protocol_name_is_explicit(tmp_path):
+    path = tmp_path / "orig.yaml"
+    path.write_text(f"protocol: {ORIGINAL_PROTOCOL}\n")
+    assert load_config(str(path)).protocol == ORIGINAL_PROTOCOL
+    assert load_config(str(path)).name == "orig"

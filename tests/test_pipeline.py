@@ -1,0 +1,122 @@
+"""Split, balance, augmentation and model on the shipped real faces."""
+import numpy as np
+import pytest
+
+from workbench import NUM_CLASSES
+from workbench.config import ORIGINAL_PROTOCOL, DataConfig, ExperimentConfig, ModelConfig, SplitConfig
+from workbench.data import SAMPLE_EXPW, load_faces
+from workbench.protocol import prepare
+from workbench.split import honest_split, original_split
+
+
+@pytest.fixture(scope="module")
+def expw(tmp_path_factory):
+    return load_faces(DataConfig(path=str(SAMPLE_EXPW), cache_dir=str(tmp_path_factory.mktemp("c"))), 0)
+
+
+@pytest.fixture(scope="module")
+def fer(tmp_path_factory):
+    return load_faces(DataConfig(cache_dir=str(tmp_path_factory.mktemp("c"))), 0)
+
+
+def imbalanced(faces):
+    """The FER sample with classes cut to 20, 40, ... 140 training faces (val/test untouched)."""
+    keep = []
+    for c in range(NUM_CLASSES):
+        train_c = np.flatnonzero((faces.labels == c) & (faces.splits == "train"))
+        keep += list(train_c[: 20 * (c + 1)])
+    keep += list(np.flatnonzero(faces.splits != "train"))
+    return faces.subset(np.sort(np.array(keep)))
+
+
+def test_grouped_split_keeps_each_source_image_in_one_split(expw):
+    split = honest_split(expw, SplitConfig(), seed=3)
+    sets = {k: set(expw.groups[v]) for k, v in split.items()}
+    assert not (sets["train"] & sets["val"]) and not (sets["train"] & sets["test"]) and not (sets["val"] & sets["test"])
+    assert sorted(np.concatenate(list(split.values()))) == list(range(len(expw)))  # every face exactly once
+    assert all(len(v) for v in split.values())
+
+
+def test_official_split_is_used_when_present(fer):
+    split = honest_split(fer, SplitConfig(), seed=0)
+    assert {k: len(v) for k, v in split.items()} == {"train": 2800, "val": 350, "test": 350}
+    assert set(fer.splits[split["test"]]) == {"test"}
+
+
+def test_original_split_is_70_15_15():
+    split = original_split(1000, seed=42)
+    assert [len(split[k]) for k in ("train", "val", "test")] == [700, 150, 150]
+
+
+def test_honest_smote_touches_only_training_and_balances_it(fer):
+    faces = imbalanced(fer)
+    plain = prepare(faces, ExperimentConfig())
+    smoted = prepare(faces, ExperimentConfig(balance={"smote": True}))
+    counts = np.bincount(smoted.train.labels, minlength=NUM_CLASSES)
+    assert counts.tolist() == [140] * NUM_CLASSES
+    assert smoted.synthetic["train"].sum() == 7 * 140 - len(plain.train)
+    # validation and test are the very same real faces, natural distribution kept
+    for part in ("val", "test"):
+        assert np.array_equal(getattr(plain, part).ids, getattr(smoted, part).ids)
+        assert not smoted.synthetic[part].any()
+        assert not any(i.startswith("smote(") for i in getattr(smoted, part).ids)
+    assert smoted.train.images.dtype == np.uint8
+
+
+def test_synthetic_faces_interpolate_two_real_training_faces_of_their_class(fer):
+    from workbench.balance import smote
+
+    train = imbalanced(fer).subset(np.flatnonzero(imbalanced(fer).splits == "train"))
+    result = smote(train, k=5, seed=0)
+    synth = np.flatnonzero(result.synthetic)
+    assert (result.parents[~result.synthetic] == -1).all()
+    for s in synth[:: max(1, len(synth) // 25)]:
+        a, b = result.parents[s]
+        assert train.labels[a] == train.labels[b] == result.faces.labels[s]
+        x, pa, pb = (v.astype(np.float32).ravel() for v in (result.faces.images[s], train.images[a], train.images[b]))
+        d = pb - pa
+        t = float(np.dot(x - pa, d) / np.dot(d, d))
+        assert -0.01 <= t <= 1.01
+        assert np.abs(x - (pa + t * d)).max() <= 1.0  # on the segment, up to uint8 rounding
+
+
+def test_original_protocol_resamples_before_splitting(expw):
+    cfg = ExperimentConfig(protocol=ORIGINAL_PROTOCOL, balance={"smote": True, "smote_k": 3})
+    prepared = prepare(expw, cfg)
+    total = sum(len(p) for p in prepared.parts().values())
+    assert total == NUM_CLASSES * np.bincount(expw.labels).max()  # SMOTE saw every face
+    assert prepared.synthetic["test"].any() or prepared.synthetic["val"].any()  # synthetics leak into evaluation
+
+
+def test_augment_strength_zero_is_identity_and_one_changes_faces(fer):
+    from workbench.augment import build_augmenter, training_dataset
+
+    images, labels = fer.images[:64], fer.labels[:64]
+    assert build_augmenter(0.0, seed=0) is None
+    x, y = next(iter(training_dataset(images, labels, 64, strength=0.0, seed=1)))
+    order = [np.flatnonzero((images == xi.numpy().astype(np.uint8)).all(axis=(1, 2, 3)))[0] for xi in x]
+    assert sorted(order) == list(range(64))  # a permutation of the very same faces
+    assert np.array_equal(x.numpy(), images[order].astype(np.float32))
+    assert np.array_equal(y.numpy().argmax(1), labels[order])
+    xa, ya = next(iter(training_dataset(images, labels, 64, strength=1.0, seed=1)))
+    assert np.array_equal(ya.numpy().argmax(1), labels[order])  # same seeded shuffle
+    diff = np.abs(xa.numpy() - images[order].astype(np.float32)).mean(axis=(1, 2, 3))
+    assert (diff > 2.0).mean() > 0.9  # nearly every face is transformed
+    assert 0 <= xa.numpy().min() and xa.numpy().max() <= 255.5
+
+
+def test_reference_cnn_structure_follows_config():
+    from workbench.model import build_model
+
+    model = build_model(ModelConfig(conv_dropout=0.3, dense_dropout=0.4), 64, 1e-3)
+    convs = [l for l in model.layers if l.__class__.__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [32, 64, 128, 256, 512]
+    assert all(c.kernel_size == (3, 3) and c.padding == "same" for c in convs)
+    kinds = [l.__class__.__name__ for l in model.layers]
+    assert kinds.count("BatchNormalization") == 5 and kinds.count("MaxPooling2D") == 5
+    drops = [l.rate for l in model.layers if l.__class__.__name__ == "Dropout"]
+    assert drops == [0.3] * 5 + [0.4]
+    dense = [l for l in model.layers if l.__class__.__name__ == "Dense"]
+    assert [d.units for d in dense] == [1024, 7] and dense[-1].activation.__name__ == "softmax"
+    assert model.optimizer.__class__.__name__ == "Adam"
+    assert model.output_shape == (None, 7)

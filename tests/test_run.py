@@ -1,0 +1,188 @@
+"""End to end: a short real training run, and everything it must leave in MLflow."""
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from workbench import CLASS_NAMES
+from workbench.config import load_config
+
+REPO = Path(__file__).resolve().parent.parent
+QUICK = ["train.epochs=1", "data.max_faces=700"]
+FIGURES = ("curves", "confusion_matrix", "confusion_matrix_normalized", "per_class_f1", "test_predictions",
+           "confident_mistakes")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    yield uri
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+@pytest.fixture(scope="module")
+def quick_run(store, tmp_path_factory):
+    from workbench.experiment import run_experiment
+
+    cfg = load_config("baseline", QUICK + [f"data.cache_dir={tmp_path_factory.mktemp('cache')}"])
+    return cfg, run_experiment(cfg)
+
+
+def artifact_paths(client, run_id, path=""):
+    out = []
+    for item in client.list_artifacts(run_id, path):
+        out += artifact_paths(client, run_id, item.path) if item.is_dir else [item.path]
+    return out
+
+
+def test_run_logs_params_metrics_and_tags(quick_run, store):
+    cfg, result = quick_run
+    client = MlflowClient(store)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["train.epochs"] == "1" and params["model.dense_units"] == "1024"
+    assert params["protocol"] == "split-then-resample" and params["data.max_faces"] == "700"
+    metrics = run.data.metrics
+    for name in ("test_accuracy", "test_macro_f1", "test_weighted_f1", "test_balanced_accuracy"):
+        assert 0.0 <= metrics[name] <= 1.0
+    for cls in CLASS_NAMES:
+        assert f"test_f1_{cls}" in metrics
+    for per_epoch in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert len(client.get_metric_history(result.run_id, per_epoch)) == 1
+    tags = run.data.tags
+    assert tags["protocol"] == "split-then-resample"
+    assert tags["version.tensorflow"].startswith("2.21") and tags["version.mlflow"]
+    assert "git_commit" in tags
+    assert "lr=0.001" in run.info.run_name and "baseline" in run.info.run_name
+
+
+def test_run_logs_every_artifact(quick_run, store):
+    _, result = quick_run
+    paths = set(artifact_paths(MlflowClient(store), result.run_id))
+    expected = {"config.yaml", "dataset/lineage.json", "dataset/manifest.csv.gz",
+                "metrics/classification_report.json", "metrics/classification_report.txt", "figures/report.html"}
+    expected |= {f"figures/{name}.html" for name in FIGURES}
+    if shutil.which("chromium"):
+        expected |= {f"figures/{name}.png" for name in FIGURES}
+    assert expected <= paths, expected - paths
+
+
+def test_logged_config_is_the_whole_config(quick_run, store):
+    cfg, result = quick_run
+    text = mlflow.artifacts.load_text(f"runs:/{result.run_id}/config.yaml")
+    assert text == cfg.to_yaml()
+
+
+def test_dataset_lineage_is_logged(quick_run, store):
+    _, result = quick_run
+    run = MlflowClient(store).get_run(result.run_id)
+    inputs = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i
+              for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "validation", "testing"}
+    assert all(i.dataset.digest for i in inputs.values())
+    assert inputs["testing"].dataset.name.endswith(":test")
+    lineage = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/dataset/lineage.json")
+    assert lineage["format"] == "fer2013" and lineage["faces_loaded"] == 700
+    assert sum(s["faces"] for s in lineage["splits"].values()) == 700
+    assert lineage["skipped"]["count"] == 0 and lineage["split_method"] == "dataset's own split"
+
+
+def test_model_reloads_and_predicts(quick_run, store):
+    _, result = quick_run
+    from workbench.data.fer2013 import load_fer2013
+    from workbench.data import DEFAULT_DATASET
+
+    faces = load_fer2013(DEFAULT_DATASET, 64, 1, select=lambda n: np.arange(5))
+    x = faces.images.astype(np.float32)
+    keras_model = mlflow.tensorflow.load_model(f"runs:/{result.run_id}/model")
+    probs = keras_model.predict(x, verbose=0)
+    assert probs.shape == (5, 7) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+    pyfunc = mlflow.pyfunc.load_model(result.model_uri)
+    assert np.allclose(np.asarray(pyfunc.predict(x)), probs, atol=1e-5)
+    assert pyfunc.metadata.get_input_schema() is not None  # signature
+
+
+def test_same_config_twice_gives_the_same_numbers(quick_run, store):
+    from workbench.experiment import run_experiment
+
+    cfg, first = quick_run
+    second = run_experiment(cfg)
+    assert second.run_id != first.run_id
+    for name in ("test_accuracy", "test_macro_f1"):
+        assert abs(second.metrics[name] - first.metrics[name]) <= 0.005
+    assert np.array_equal(first.evaluation.y_true, second.evaluation.y_true)  # same split
+
+
+def test_a_crash_ends_the_run_failed(store):
+    import keras
+
+    from workbench.experiment import run_experiment
+
+    class Boom(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("boom")
+
+    cfg = load_config("baseline", QUICK + ["tracking.experiment=crash"])
+    with pytest.raises(RuntimeError, match="boom"):
+        run_experiment(cfg, callbacks=[Boom()])
+    runs = MlflowClient(store).search_runs([mlflow.get_experiment_by_name("crash").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def _run_cli(args, env, **kw):
+    return subprocess.run([sys.executable, "-m", "workbench.run", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, **kw)
+
+
+def test_ctrl_c_ends_the_run_killed(tmp_path):
+    db = tmp_path / "mlflow.db"
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.run", "baseline", "--set", "train.epochs=200",
+                             "--set", "data.max_faces=700", "--set", f"data.cache_dir={tmp_path / 'c'}"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:  # wait until an epoch has been logged: training is under way
+            if db.exists():
+                with sqlite3.connect(db) as con:
+                    try:
+                        if con.execute("select count(*) from metrics where key='loss'").fetchone()[0]:
+                            break
+                    except sqlite3.OperationalError:
+                        pass
+            time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    with sqlite3.connect(db) as con:
+        assert [r[0] for r in con.execute("select status from runs")] == ["KILLED"]
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path):
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
+    bad_key = _run_cli(["baseline", "--set", "train.epoch=1"], env, timeout=60)
+    assert bad_key.returncode == 2
+    assert bad_key.stderr.strip().count("\n") == 0 and "unknown key 'train.epoch'" in bad_key.stderr
+    bad_path = _run_cli(["baseline", "--set", "data.path=/no/such/fer.csv"], env, timeout=120)
+    assert bad_path.returncode == 2 and "Traceback" not in bad_path.stderr
+    assert bad_path.stderr.strip().splitlines()[-1].startswith("error: data.path: /no/such/fer.csv does not exist")
+    assert not (tmp_path / "m.db").exists() or "RUNNING" not in bad_path.stdout

@@ -1,0 +1,58 @@
+"""Shared decoding helpers: threaded map with a progress bar, image reading, crop/clip and resize."""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None, desc: str, unit: str) -> list[R]:
+    """Threads, not processes: OpenCV and NumPy parsing release the GIL, and threads share memory."""
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        # disable=None: a bar on a terminal, silence in CI logs.
+        return list(tqdm(pool.map(fn, items), total=len(items), desc=desc, unit=unit, disable=None, leave=False))
+
+
+def chunks(seq: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [seq[i : i + size] for i in range(0, len(seq), size)]
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray | None:
+    """RGB uint8 image, or None if the file is missing, unreadable or not an image."""
+    data = np.fromfile(path, dtype=np.uint8) if os.path.isfile(path) else None
+    if data is None or data.size == 0:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def clip_box(top: int, left: int, right: int, bottom: int, height: int, width: int) -> tuple[int, int, int, int] | None:
+    """Clip a (top, left, right, bottom) box to the image; None if nothing of it is left.
+
+    Rows top..bottom and columns left..right, end-exclusive like a NumPy slice (as the original
+    project cropped: image[top:bottom, left:right]).
+    """
+    t, b = max(0, top), min(height, bottom)
+    l, r = max(0, left), min(width, right)
+    if b <= t or r <= l:
+        return None
+    return t, l, r, b
+
+
+def resize_face(image: np.ndarray, size: int) -> np.ndarray:
+    """Square size x size RGB; area interpolation when shrinking (no aliasing), linear when enlarging."""
+    h, w = image.shape[:2]
+    interpolation = cv2.INTER_AREA if h > size or w > size else cv2.INTER_LINEAR
+    out = cv2.resize(image, (size, size), interpolation=interpolation)
+    if out.ndim == 2:
+        out = cv2.cvtColor(out, cv2.COLOR_GRAY2RGB)
+    return out

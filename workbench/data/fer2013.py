@@ -1,0 +1,110 @@
+"""FER-2013 CSV (`emotion,pixels,Usage`): 48x48 grayscale rows -> RGB faces; Usage gives the official split."""
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from workbench import NUM_CLASSES
+from workbench.data.decode import chunks, parallel_map, resize_face
+from workbench.data.faces import Faces, Skipped
+from workbench.errors import WorkbenchError
+
+USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+REQUIRED = ("emotion", "pixels")
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="")
+
+
+def read_header(path: Path) -> list[str]:
+    try:
+        with _open_text(path) as f:
+            return next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, gzip.BadGzipFile) as err:
+        raise WorkbenchError(f"{path}: cannot read as CSV ({err})") from None
+
+
+def read_rows(path: Path) -> pd.DataFrame:
+    header = read_header_checked(path)
+    usecols = [c for c in ("emotion", "pixels", "Usage") if c in header]
+    return pd.read_csv(path, usecols=usecols, dtype=str, keep_default_na=False)
+
+
+def _decode_chunk(args: tuple[list[str], int]) -> list[np.ndarray | str]:
+    """Each pixel string -> an RGB face, or a skip reason."""
+    rows, size = args
+    out: list[np.ndarray | str] = []
+    for pixels in rows:
+        values = np.fromstring(pixels, dtype=np.uint8, sep=" ") if pixels.strip() else np.empty(0, np.uint8)
+        side = math.isqrt(values.size)
+        if values.size == 0 or side * side != values.size:
+            out.append(f"pixels has {values.size} values, not a square image (48x48 = 2304)")
+            continue
+        out.append(resize_face(values.reshape(side, side), size))
+    return out
+
+
+class Fer2013Source:
+    format = "fer2013"
+
+    def __init__(self, path: Path, select=None):
+        """`select(n_rows) -> row indices` picks rows before decoding (sampling); default: all rows."""
+        read_header_checked(path)
+        self.path, self.select = path, select
+
+    def files(self) -> list[Path]:
+        return [self.path]
+
+    def decode(self, size: int, workers: int | None) -> Faces:
+        return load_fer2013(self.path, size, workers, self.select)
+
+
+def read_header_checked(path: Path) -> list[str]:
+    header = read_header(path)
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise WorkbenchError(
+            f"{path}: header {','.join(header) or '(empty)'} lacks column '{missing[0]}' "
+            "(a FER-2013 CSV has the header emotion,pixels,Usage)"
+        )
+    return header
+
+
+def load_fer2013(path: Path, size: int, workers: int | None, select=None) -> Faces:
+    df = read_rows(path)
+    index = np.arange(len(df)) if select is None else np.sort(select(len(df)))
+    df = df.iloc[index]
+    label_text = df["emotion"].str.strip()
+    valid_label = label_text.isin([str(i) for i in range(NUM_CLASSES)]).to_numpy()
+    pixels = df["pixels"].tolist()
+    decoded = [face for part in parallel_map(_decode_chunk, [(c, size) for c in chunks(pixels, 1000)],
+                                             workers, f"decode {path.name}", "chunk") for face in part]
+    usage = df["Usage"].str.strip().map(USAGE_TO_SPLIT).fillna("").to_numpy() if "Usage" in df else np.full(len(df), "")
+    keep, skipped = [], []
+    for j, (row, face, ok) in enumerate(zip(index, decoded, valid_label)):
+        where = f"{path.name}:{row + 2}"  # +2: 1-based lines after the header
+        if not ok:
+            skipped.append(Skipped(where, f"emotion {label_text.iloc[j]!r} is not a label 0..6"))
+        elif isinstance(face, str):
+            skipped.append(Skipped(where, face))
+        else:
+            keep.append(j)
+    keep_a = np.asarray(keep, dtype=np.int64)
+    images = np.stack([decoded[j] for j in keep]) if keep else np.empty((0, size, size, 3), np.uint8)
+    rows = index[keep_a]
+    return Faces(
+        images=images,
+        labels=label_text.to_numpy()[keep_a].astype(np.int64),
+        groups=np.array([f"row{r}" for r in rows]),
+        splits=usage[keep_a].astype(str),
+        ids=np.array([f"{path.name}:{r + 2}" for r in rows]),
+        format="fer2013",
+        path=str(path),
+        skipped=skipped,
+    )

@@ -1,0 +1,77 @@
+"""Class folders: `<root>/<class>/*.jpg|png`, optionally under `train/`, `val/`, `test/`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from workbench import CLASS_NAMES
+from workbench.data.decode import parallel_map, read_rgb, resize_face
+from workbench.data.faces import Faces, Skipped
+from workbench.errors import WorkbenchError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+               "test": "test", "testing": "test"}
+CLASS_SYNONYMS = {name: i for i, name in enumerate(CLASS_NAMES)} | {
+    "anger": 0, "disgusted": 1, "fearful": 2, "happiness": 3, "sadness": 4, "surprised": 5, "calm": 6,
+}
+
+
+def class_index(folder: Path) -> int:
+    try:
+        return CLASS_SYNONYMS[folder.name.lower()]
+    except KeyError:
+        raise WorkbenchError(
+            f"{folder}: unknown class folder '{folder.name}' (expected one of {', '.join(CLASS_NAMES)}); "
+            "rename or remove it"
+        ) from None
+
+
+def list_images(root: Path) -> list[tuple[Path, int, str]]:
+    """(file, label, split) for every image; split is "" without a train/test level."""
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    split_dirs = [p for p in subdirs if p.name.lower() in SPLIT_NAMES]
+    layout = [(d, SPLIT_NAMES[d.name.lower()]) for d in split_dirs] if split_dirs else [(root, "")]
+    items = []
+    for base, split in layout:
+        for class_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            label = class_index(class_dir)
+            items += [(f, label, split) for f in sorted(class_dir.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not items:
+        raise WorkbenchError(f"{root}: no images found (expected {root}/<class>/*.jpg, classes {', '.join(CLASS_NAMES)})")
+    return items
+
+
+class FoldersSource:
+    format = "folders"
+
+    def __init__(self, root: Path, select=None):
+        self.path = root
+        items = list_images(root)
+        self.items = items if select is None else [items[i] for i in np.sort(select(len(items)))]
+
+    def files(self) -> list[Path]:
+        return [f for f, _, _ in self.items]
+
+    def decode(self, size: int, workers: int | None) -> Faces:
+        items, root = self.items, self.path
+
+        def decode_one(item: tuple[Path, int, str]) -> np.ndarray | None:
+            image = read_rgb(item[0])
+            return None if image is None else resize_face(image, size)
+
+        decoded = parallel_map(decode_one, items, workers, f"decode {root.name}", "image")
+        keep = [i for i, face in enumerate(decoded) if face is not None]
+        rel = [str(f.relative_to(root)) for f, _, _ in items]
+        return Faces(
+            images=np.stack([decoded[i] for i in keep]) if keep else np.empty((0, size, size, 3), np.uint8),
+            labels=np.array([items[i][1] for i in keep], dtype=np.int64),
+            # One face per file: the file stem is its source image.
+            groups=np.array([items[i][0].stem for i in keep], dtype=str),
+            splits=np.array([items[i][2] for i in keep], dtype=str),
+            ids=np.array([rel[i] for i in keep], dtype=str),
+            format=self.format,
+            path=str(root),
+            skipped=[Skipped(rel[i], "unreadable image") for i, face in enumerate(decoded) if face is None],
+        )

@@ -1,0 +1,48 @@
+"""Test-set metrics from scikit-learn: accuracy, macro/weighted F1, balanced accuracy, per-class F1."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, classification_report, confusion_matrix,
+                             f1_score)
+
+from workbench import CLASS_NAMES
+
+LABELS = list(range(len(CLASS_NAMES)))
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]  # flat, ready for mlflow.log_metrics
+    report: dict  # classification_report(output_dict=True)
+    report_text: str
+    confusion: np.ndarray  # counts, rows = true class
+    confusion_normalized: np.ndarray  # each row sums to 1 (0 for classes absent from the test set)
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    probs: np.ndarray
+
+
+def evaluate(y_true: np.ndarray, probs: np.ndarray, prefix: str = "test_") -> Evaluation:
+    y_pred = probs.argmax(axis=1)
+    per_class = f1_score(y_true, y_pred, labels=LABELS, average=None, zero_division=0)
+    metrics = {
+        f"{prefix}accuracy": accuracy_score(y_true, y_pred),
+        f"{prefix}macro_f1": f1_score(y_true, y_pred, labels=LABELS, average="macro", zero_division=0),
+        f"{prefix}weighted_f1": f1_score(y_true, y_pred, labels=LABELS, average="weighted", zero_division=0),
+        f"{prefix}balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
+    } | {f"{prefix}f1_{name}": f for name, f in zip(CLASS_NAMES, per_class)}
+    cm = confusion_matrix(y_true, y_pred, labels=LABELS)
+    row_sums = cm.sum(axis=1, keepdims=True)
+    kwargs = dict(labels=LABELS, target_names=list(CLASS_NAMES), zero_division=0)
+    return Evaluation(
+        metrics={k: float(v) for k, v in metrics.items()},
+        report=classification_report(y_true, y_pred, output_dict=True, **kwargs),
+        report_text=classification_report(y_true, y_pred, digits=4, **kwargs),
+        confusion=cm,
+        confusion_normalized=np.divide(cm, row_sums, out=np.zeros(cm.shape), where=row_sums > 0),
+        y_true=y_true,
+        y_pred=y_pred,
+        probs=probs,
+    )

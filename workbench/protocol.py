@@ -1,0 +1,52 @@
+"""The order of split and resampling: the honest protocol, and the original one (kept to reproduce it).
+
+honest (`split-then-resample`): split first, then SMOTE the training split only; validation and test
+keep their natural class distribution.
+original (`original-smote-before-split`): SMOTE on every face, then a random 70/15/15 split, so
+synthetic neighbours of training faces land in validation and test (leakage).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from workbench import balance
+from workbench.config import ORIGINAL_PROTOCOL, ExperimentConfig
+from workbench.data.faces import SPLITS, Faces
+from workbench.split import honest_split, original_split
+
+
+@dataclass
+class Prepared:
+    train: Faces
+    val: Faces
+    test: Faces
+    synthetic: dict[str, np.ndarray]  # split -> bool mask of SMOTE-made faces
+    split_method: str
+
+    def parts(self) -> dict[str, Faces]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
+def prepare(faces: Faces, cfg: ExperimentConfig) -> Prepared:
+    smote = cfg.balance.smote
+    if cfg.protocol == ORIGINAL_PROTOCOL:
+        pool = balance.smote(faces, cfg.balance.smote_k, cfg.seed) if smote else balance.unchanged(faces)
+        split = original_split(len(pool.faces), cfg.seed)
+        parts = {name: pool.faces.subset(split[name]) for name in SPLITS}
+        synthetic = {name: pool.synthetic[split[name]] for name in SPLITS}
+        return Prepared(**parts, synthetic=synthetic, split_method="random 70/15/15 after resampling")
+
+    split = honest_split(faces, cfg.split, cfg.seed)
+    official = cfg.split.use_official and faces.has_official_split
+    train = faces.subset(split["train"])
+    resampled = balance.smote(train, cfg.balance.smote_k, cfg.seed) if smote else balance.unchanged(train)
+    val, test = faces.subset(split["val"]), faces.subset(split["test"])
+    return Prepared(
+        train=resampled.faces,
+        val=val,
+        test=test,
+        synthetic={"train": resampled.synthetic, "val": np.zeros(len(val), bool), "test": np.zeros(len(test), bool)},
+        split_method="dataset's own split" if official else "stratified, grouped by source image",
+    )

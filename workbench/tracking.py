@@ -1,0 +1,195 @@
+"""MLflow: where runs go, and what each run logs (config, tags, dataset lineage, figures, model).
+
+Default store: `./mlruns/mlflow.db` (SQLite, what MLflow 3 recommends over the old file store) with
+artifacts in `./mlruns/artifacts`; `MLFLOW_TRACKING_URI` overrides it, so a remote server works unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import urlparse
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities import RunStatus
+
+from workbench import CLASS_NAMES, NUM_CLASSES
+from workbench.config import ExperimentConfig
+from workbench.data.faces import Faces
+
+PACKAGES = ("tensorflow", "keras", "mlflow", "optuna", "imbalanced-learn", "scikit-learn", "opencv-python-headless",
+            "numpy", "pandas", "plotly")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_store_dir() -> Path:
+    return Path.cwd() / "mlruns"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{default_store_dir() / 'mlflow.db'}"
+
+
+def artifact_location(uri: str) -> str | None:
+    """Artifacts next to a local SQLite file; a tracking server decides for itself (None)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+    return None
+
+
+def ui_command(uri: str) -> str:
+    if urlparse(uri).scheme in ("http", "https"):
+        return f"open {uri}"
+    if uri == f"sqlite:///{default_store_dir() / 'mlflow.db'}":
+        return "make ui   (then open http://127.0.0.1:5000)"
+    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+
+
+def configure(experiment_name: str) -> str:
+    """Point MLflow at the store and return the experiment id (creating the experiment if needed)."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        try:
+            experiment_id = mlflow.create_experiment(experiment_name, artifact_location=artifact_location(uri))
+        except mlflow.exceptions.MlflowException:
+            experiment_id = mlflow.get_experiment_by_name(experiment_name).experiment_id  # created meanwhile
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def tracked_run(run_name: str, nested: bool = False, tags: dict[str, str] | None = None):
+    """An MLflow run that always ends: FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM."""
+    run = mlflow.start_run(run_name=run_name, nested=nested, tags=tags)
+    restore = None
+    if threading.current_thread() is threading.main_thread():
+        restore = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        raise
+    else:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+    finally:
+        if restore is not None:
+            signal.signal(signal.SIGTERM, restore)
+
+
+def run_name(cfg: ExperimentConfig, dataset: str) -> str:
+    if cfg.tracking.run_name:
+        return cfg.tracking.run_name
+    return (f"{cfg.name} · {dataset} · lr={cfg.train.learning_rate:g} aug={cfg.augment.strength:g} "
+            f"smote={'on' if cfg.balance.smote else 'off'} drop={cfg.model.conv_dropout:g}/{cfg.model.dense_dropout:g}")
+
+
+def git_state() -> dict[str, str]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    if not commit:
+        return {"git_commit": "unknown"}
+    return {"git_commit": commit, "mlflow.source.git.commit": commit,
+            "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no"))).lower()}
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[f"version.{name}"] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def log_config(cfg: ExperimentConfig) -> None:
+    mlflow.log_params({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in cfg.flat().items()})
+    mlflow.log_text(cfg.to_yaml(), "config.yaml")
+
+
+def _manifest(faces: Faces, synthetic: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"id": faces.ids, "group": faces.groups, "label": faces.labels,
+                         "expression": np.asarray(CLASS_NAMES)[faces.labels], "synthetic": synthetic})
+
+
+def log_dataset(parts: dict[str, Faces], synthetic: dict[str, np.ndarray], source: Faces, protocol: str,
+                split_method: str, manifest: bool = True) -> dict:
+    """mlflow.log_input per split (name, digest, counts) plus dataset/lineage.json; returns the lineage."""
+    contexts = {"train": "training", "val": "validation", "test": "testing"}
+    lineage = {
+        "format": source.format,
+        "path": source.path,
+        "digest": source.digest,
+        "faces_loaded": len(source),
+        "protocol": protocol,
+        "split_method": split_method,
+        "splits": {},
+        "skipped": {"count": len(source.skipped),
+                    "items": [{"item": s.item, "reason": s.reason} for s in source.skipped[:1000]]},
+    }
+    frames = {}
+    for name, faces in parts.items():
+        df = _manifest(faces, synthetic[name])
+        frames[name] = df
+        counts = np.bincount(faces.labels, minlength=NUM_CLASSES)
+        n_synth = int(synthetic[name].sum())
+        split_digest = _digest(source.digest, name, faces.ids)
+        lineage["splits"][name] = {"faces": len(faces), "synthetic": n_synth, "digest": split_digest,
+                                   "per_class": {c: int(n) for c, n in zip(CLASS_NAMES, counts)}}
+        dataset = mlflow.data.from_pandas(df, source=source.path, targets="label",
+                                          name=f"{Path(source.path).name}:{name}", digest=split_digest[:16])
+        tags = {"faces": str(len(faces)), "synthetic": str(n_synth), "skipped_at_load": str(len(source.skipped)),
+                "per_class": json.dumps(lineage["splits"][name]["per_class"])}
+        mlflow.log_input(dataset, context=contexts[name], tags=tags)
+    mlflow.log_dict(lineage, "dataset/lineage.json")
+    if manifest:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "manifest.csv.gz"
+            pd.concat([df.assign(split=name) for name, df in frames.items()]).to_csv(path, index=False)
+            mlflow.log_artifact(str(path), "dataset")
+    return lineage
+
+
+def _digest(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(("\n".join(map(str, part)) if isinstance(part, np.ndarray) else str(part)).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def log_model(model, example: np.ndarray) -> str:
+    """The Keras model with signature and input example, through MLflow's TensorFlow flavour: in
+    mlflow 3.17.2 `mlflow.keras.log_model` writes the input example before creating its folder and fails."""
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(example, model.predict(example, verbose=0))
+    info = mlflow.tensorflow.log_model(model, name="model", signature=signature, input_example=example)
+    return info.model_uri
