@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 import warnings
@@ -19,6 +20,8 @@ def quiet_tensorflow() -> None:
     """TensorFlow's C++ start-up chatter and three known-harmless library warnings hide the output
     that matters; real errors still show."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # tf.function retracing notices: sweeps build one model per trial, so retracing is expected.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     # Our tf.data input is shuffled by design; Keras warns about its own unused shuffle flag.
     warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
     # MLflow's schema hint for integer label columns in the dataset manifest (it has no missing values).

@@ -135,16 +135,26 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """set_dotted(tree, "train.epochs", 5) sets tree["train"]["epochs"] = 5."""
+    keys = key.split(".")
+    node = tree
+    for k in keys[:-1]:
+        child = node.setdefault(k, {})
+        if not isinstance(child, dict):
+            raise WorkbenchError(f"{key}: {k} is not a section")
+        node = child
+    node[keys[-1]] = value
+    return tree
+
+
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for item in overrides:
         keys, value = parse_override(item)
-        node = tree
-        for k in keys[:-1]:
-            child = node.setdefault(k, {})
-            if not isinstance(child, dict):
-                raise WorkbenchError(f"--set {item!r}: {k} is not a section")
-            node = child
-        node[keys[-1]] = value
+        try:
+            set_dotted(tree, ".".join(keys), value)
+        except WorkbenchError as err:
+            raise WorkbenchError(f"--set {item!r}: {str(err).split(': ', 1)[1]}") from None
     return tree
 
 
@@ -164,8 +174,7 @@ def config_from_dict(tree: dict[str, Any], source: str = "config") -> Experiment
         raise WorkbenchError(_format_validation_error(source, err)) from None
 
 
-def load_config(name_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
-    path = resolve_experiment_path(name_or_path)
+def read_yaml_mapping(path: Path, what: str = "a mapping of sections (data, train, ...)") -> dict[str, Any]:
     try:
         tree = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
@@ -173,8 +182,19 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> Experi
         where = f":{mark.line + 1}" if mark else ""
         raise WorkbenchError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
     if not isinstance(tree, dict):
-        raise WorkbenchError(f"{path}: expected a mapping of sections (data, train, ...) at the top level")
+        raise WorkbenchError(f"{path}: expected {what} at the top level")
+    return tree
+
+
+def load_tree(name_or_path: str, overrides: list[str] | None = None) -> tuple[dict[str, Any], str]:
+    """The experiment's YAML as a dict with the overrides applied (not yet validated), and its source."""
+    path = resolve_experiment_path(name_or_path)
+    tree = read_yaml_mapping(path)
     tree.setdefault("name", path.stem)
     tree = apply_overrides(tree, overrides or [])
-    source = f"{path}" + (" with --set overrides" if overrides else "")
+    return tree, f"{path}" + (" with --set overrides" if overrides else "")
+
+
+def load_config(name_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
+    tree, source = load_tree(name_or_path, overrides)
     return config_from_dict(tree, source)

@@ -47,9 +47,11 @@ def load_and_prepare(cfg: ExperimentConfig) -> tuple[Faces, Prepared]:
 
 def run_experiment(cfg: ExperimentConfig, callbacks: Sequence[keras.callbacks.Callback] = (), nested: bool = False,
                    light: bool = False, tags: dict[str, str] | None = None,
-                   data: tuple[Faces, Prepared] | None = None) -> RunResult:
+                   data: tuple[Faces, Prepared] | None = None, evaluate_on: str = "test",
+                   verbose: bool = True) -> RunResult:
     """Train and evaluate cfg as one MLflow run. `light` (sweep trials) skips the heavier artifacts:
-    the model, the face grids, the per-face manifest and the offline report page."""
+    the model, the face grids, the per-face manifest and the offline report page.
+    `evaluate_on="val"` (sweep trials) never touches the test split: choices are made on validation."""
     seed_everything(cfg.seed, cfg.train.deterministic)
     faces, prepared = data or load_and_prepare(cfg)  # before the run: bad data never leaves a FAILED run
     experiment_id = tracking.configure(cfg.experiment_name)
@@ -62,16 +64,18 @@ def run_experiment(cfg: ExperimentConfig, callbacks: Sequence[keras.callbacks.Ca
                                        prepared.split_method, manifest=not light)
         model = build_model(cfg.model, cfg.data.image_size, cfg.train.learning_rate)
         started = time.perf_counter()
-        history = fit(model, prepared, cfg, callbacks)
+        history = fit(model, prepared, cfg, callbacks, verbose=verbose)
         train_seconds = time.perf_counter() - started
-        test_images = prepared.test.images.astype(np.float32)
-        probs = model.predict(test_images, batch_size=256, verbose=0)
-        ev = evaluate(prepared.test.labels, probs)
-        metrics = ev.metrics | {"epochs_run": float(len(history.get("loss", []))), "train_seconds": train_seconds,
-                                "train_images_per_second": len(prepared.train) * len(history.get("loss", [])) / train_seconds}
-        mlflow.log_metrics(metrics)
-        log_evaluation(ev, history, prepared.test.images, cfg.seed, light)
-        model_uri = None if light or not cfg.tracking.log_model else tracking.log_model(model, test_images[:1])
+        epochs_run = len(history.get("loss", []))
+        split = prepared.test if evaluate_on == "test" else prepared.val
+        eval_images = split.images.astype(np.float32)
+        ev = evaluate(split.labels, model.predict(eval_images, batch_size=256, verbose=0), prefix=f"{evaluate_on}_")
+        metrics = ev.metrics | {"epochs_run": float(epochs_run), "train_seconds": train_seconds,
+                                "train_images_per_second": len(prepared.train) * epochs_run / train_seconds}
+        # At the last epoch's step, so that val_accuracy's final value continues its per-epoch curve.
+        mlflow.log_metrics(metrics, step=max(epochs_run - 1, 0))
+        log_evaluation(ev, history, split.images, cfg.seed, light)
+        model_uri = None if light or not cfg.tracking.log_model else tracking.log_model(model, eval_images[:1])
     return RunResult(run.info.run_id, experiment_id, metrics, history, ev, lineage, model_uri, tracking.tracking_uri())
 
 

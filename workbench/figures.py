@@ -21,8 +21,9 @@ PNG_HINT = "install Chromium (Debian: apt-get install chromium) to get PNGs too"
 
 
 def curves(history: dict[str, list[float]]) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
-    for col, metric in enumerate(("loss", "accuracy"), start=1):
+    panels = [m for m in ("loss", "accuracy", "macro_f1") if history.get(m) or history.get(f"val_{m}")]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p.replace("_", "-") for p in panels])
+    for col, metric in enumerate(panels, start=1):
         for prefix, dash in (("", "solid"), ("val_", "dash")):
             values = history.get(prefix + metric)
             if values:
@@ -30,7 +31,7 @@ def curves(history: dict[str, list[float]]) -> go.Figure:
                 fig.add_trace(go.Scatter(x=epochs, y=values, name=f"{'val' if prefix else 'train'} {metric}",
                                          line={"dash": dash}), row=1, col=col)
         fig.update_xaxes(title_text="epoch", row=1, col=col)
-    fig.update_layout(title="Training curves", width=1000, height=420)
+    fig.update_layout(title="Training curves", width=480 * len(panels), height=420)
     return fig
 
 
