@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 ARGS   ?=
 
-.PHONY: setup run test ui bench clean-cache
+.PHONY: setup run sweep reproduce-65 test ui bench bench-sweep clean-cache
 
 setup: $(STAMP)
 
@@ -20,6 +20,18 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/python -m workbench.run baseline $(ARGS)
 
+## An Optuna sweep of the baseline on the bundled sample (resumable; see experiments/sweep.yaml)
+TRIALS ?= 40
+sweep: setup
+	$(BIN)/python -m workbench.sweep --trials $(TRIALS) $(ARGS)
+
+## The original project's protocol (SMOTE before the split) and its honest twin, compared.
+## make reproduce-65 EXPW=/path/to/ExpW | DATA=fer2013 [FER=/path/fer2013.csv] ; EPOCHS=1 for a quick pass
+DATA ?= expw
+reproduce-65: setup
+	$(BIN)/python -m workbench.reproduce --data $(DATA) $(if $(EXPW),--path $(EXPW)) $(if $(FER),--path $(FER)) \
+		$(if $(EPOCHS),--epochs $(EPOCHS)) $(ARGS)
+
 ## The test suite (real data, real MLflow store, about 5 minutes on 2 cores)
 test: setup
 	$(BIN)/python -m pytest -q
@@ -32,6 +44,10 @@ ui: setup
 ## Training throughput (this pipeline vs the original ImageDataGenerator) and cache load times
 bench: setup
 	$(BIN)/python benchmarks/throughput.py $(ARGS)
+
+## The same small sweep with and without pruning: epochs trained and best validation macro-F1
+bench-sweep: setup
+	$(BIN)/python benchmarks/sweep_pruning.py $(ARGS)
 
 clean-cache:
 	rm -rf $${XDG_CACHE_HOME:-$$HOME/.cache}/fer-workbench

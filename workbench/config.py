@@ -24,6 +24,8 @@ class DataConfig(_Section):
     format: Literal["auto", "fer2013", "expw", "folders"] = "auto"
     path: str | None = Field(None, description="dataset file/folder; null = the bundled FER-2013 sample")
     images_dir: str | None = Field(None, description="ExpW: folder of original images (default: found next to label.lst)")
+    crops_dir: str | None = Field(None, description="ExpW: folder of face crops already cut by label.lst, named "
+                                                    "<image stem>_<face_id>.jpg (any subfolders); used instead of the originals")
     min_confidence: float = Field(0.0, description="ExpW: keep faces with confidence strictly above this")
     max_faces: int | None = Field(None, gt=0, description="sample this many faces (seeded) after filtering")
     image_size: int = Field(64, ge=16, le=256)

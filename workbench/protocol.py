@@ -24,6 +24,9 @@ class Prepared:
     test: Faces
     synthetic: dict[str, np.ndarray]  # split -> bool mask of SMOTE-made faces
     split_method: str
+    # split -> (N, 2) indices into the loaded faces: a real face's own index twice, a synthetic face's
+    # two SMOTE parents. Two items share an origin index exactly when SMOTE relates them (leakage.py).
+    origins: dict[str, np.ndarray] | None = None
 
     def parts(self) -> dict[str, Faces]:
         return {"train": self.train, "val": self.val, "test": self.test}
@@ -33,10 +36,12 @@ def prepare(faces: Faces, cfg: ExperimentConfig) -> Prepared:
     smote = cfg.balance.smote
     if cfg.protocol == ORIGINAL_PROTOCOL:
         pool = balance.smote(faces, cfg.balance.smote_k, cfg.seed) if smote else balance.unchanged(faces)
+        origins = _origins(pool, np.arange(len(faces)))
         split = original_split(len(pool.faces), cfg.seed)
         parts = {name: pool.faces.subset(split[name]) for name in SPLITS}
         synthetic = {name: pool.synthetic[split[name]] for name in SPLITS}
-        return Prepared(**parts, synthetic=synthetic, split_method="random 70/15/15 after resampling")
+        return Prepared(**parts, synthetic=synthetic, split_method="random 70/15/15 after resampling",
+                        origins={name: origins[split[name]] for name in SPLITS})
 
     split = honest_split(faces, cfg.split, cfg.seed)
     official = cfg.split.use_official and faces.has_official_split
@@ -49,4 +54,13 @@ def prepare(faces: Faces, cfg: ExperimentConfig) -> Prepared:
         test=test,
         synthetic={"train": resampled.synthetic, "val": np.zeros(len(val), bool), "test": np.zeros(len(test), bool)},
         split_method="dataset's own split" if official else "stratified, grouped by source image",
+        origins={"train": _origins(resampled, split["train"]),
+                 "val": np.repeat(split["val"][:, None], 2, axis=1), "test": np.repeat(split["test"][:, None], 2, axis=1)},
     )
+
+
+def _origins(balanced: balance.Balanced, index: np.ndarray) -> np.ndarray:
+    """Balanced faces -> (N, 2) indices into the loaded faces (`index` maps the balanced input to them)."""
+    n_real = int((~balanced.synthetic).sum())
+    real = np.repeat(index[:n_real, None], 2, axis=1)
+    return np.concatenate([real, index[balanced.parents[n_real:]]]) if n_real < len(balanced.synthetic) else real

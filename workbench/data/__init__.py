@@ -41,7 +41,7 @@ def _make_source(cfg: DataConfig, path: Path, select):
             raise WorkbenchError(f"data.path: {path} is not a FER-2013 CSV file")
         return Fer2013Source(path, select)
     if fmt == "expw":
-        return ExpwSource(path, cfg.images_dir, cfg.min_confidence, select)
+        return ExpwSource(path, cfg.images_dir, cfg.min_confidence, select, cfg.crops_dir)
     if not path.is_dir():
         raise WorkbenchError(f"data.path: {path} is not a folder of class folders")
     return FoldersSource(path, select)

@@ -59,6 +59,17 @@ def find_images_dir(label_file: Path, images_dir: str | None) -> Path:
     )
 
 
+def crop_name(box: Box) -> str:
+    return f"{Path(box.image).stem}_{box.face_id}.jpg"
+
+
+def find_crops(crops_dir: Path) -> dict[str, Path]:
+    """File name -> path of every crop below crops_dir (class subfolders allowed)."""
+    if not crops_dir.is_dir():
+        raise WorkbenchError(f"data.crops_dir: {crops_dir} is not a folder of face crops")
+    return {p.name: p for p in sorted(crops_dir.rglob("*.jpg"))}
+
+
 def parse_label_file(label_file: Path) -> list[Box]:
     boxes = []
     with open(label_file, encoding="utf-8-sig") as f:
@@ -91,10 +102,12 @@ def crop_face(image: np.ndarray, box: Box) -> np.ndarray | None:
 class ExpwSource:
     format = "expw"
 
-    def __init__(self, path: Path, images_dir: str | None, min_confidence: float, select=None):
+    def __init__(self, path: Path, images_dir: str | None, min_confidence: float, select=None,
+                 crops_dir: str | None = None):
         self.label_file = find_label_file(path)
         self.path = self.label_file
-        self.root = find_images_dir(self.label_file, images_dir)
+        self.crops = find_crops(Path(crops_dir)) if crops_dir else None
+        self.root = None if self.crops is not None else find_images_dir(self.label_file, images_dir)
         boxes = [b for b in parse_label_file(self.label_file) if b.confidence > min_confidence]
         if not boxes:
             raise WorkbenchError(f"{self.label_file}: no face has confidence above data.min_confidence={min_confidence}")
@@ -106,7 +119,14 @@ class ExpwSource:
             self.by_image[box.image].append(i)
 
     def files(self) -> list[Path]:
+        if self.crops is not None:
+            return [self.label_file] + [p for b in self.boxes if (p := self.crops.get(crop_name(b))) is not None]
         return [self.label_file] + [self.root / name for name in self.by_image if (self.root / name).is_file()]
+
+    def _read_crop(self, i: int, size: int) -> list[tuple[int, np.ndarray | str]]:
+        path = self.crops.get(crop_name(self.boxes[i]))
+        face = read_rgb(path) if path is not None else None
+        return [(i, "missing or unreadable crop" if face is None else resize_face(face, size))]
 
     def _decode_image(self, image_name: str, size: int) -> list[tuple[int, np.ndarray | str]]:
         image = read_rgb(self.root / image_name)
@@ -122,8 +142,12 @@ class ExpwSource:
     def decode(self, size: int, workers: int | None) -> Faces:
         boxes = self.boxes
         results: list[np.ndarray | str] = [""] * len(boxes)
-        parts = parallel_map(lambda name: self._decode_image(name, size), list(self.by_image), workers,
-                             f"decode {self.label_file.name}", "image")
+        if self.crops is not None:
+            parts = parallel_map(lambda i: self._read_crop(i, size), list(range(len(boxes))), workers,
+                                 f"read crops for {self.label_file.name}", "face")
+        else:
+            parts = parallel_map(lambda name: self._decode_image(name, size), list(self.by_image), workers,
+                                 f"decode {self.label_file.name}", "image")
         for part in parts:
             for i, face in part:
                 results[i] = face

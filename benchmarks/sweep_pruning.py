@@ -1,0 +1,80 @@
+"""The same small sweep with and without pruning: total epochs trained, best validation score, wall time.
+
+    python benchmarks/sweep_pruning.py [--trials 16] [--epochs 6] [--max-faces 1050] [--pruner median]
+
+Both sweeps use the default search space (experiments/sweep.yaml) and the same sampler seed, on the
+bundled sample, each in its own throw-away Optuna and MLflow store. Prints a table and writes JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_sweep(pruner: dict, args: argparse.Namespace, workdir: Path) -> dict:
+    spec = yaml.safe_load((REPO / "experiments" / "sweep.yaml").read_text())
+    spec["pruner"].update(pruner)
+    spec["fixed"]["train.epochs"] = args.epochs
+    space = workdir / "space.yaml"
+    space.write_text(yaml.safe_dump(spec))
+    storage = f"sqlite:///{workdir / 'optuna.db'}"
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}", TF_CPP_MIN_LOG_LEVEL="3")
+    cmd = [sys.executable, "-m", "workbench.sweep", "--space", str(space), "--study", "bench", "--storage", storage,
+           "--trials", str(args.trials), "--no-final", "--set", f"data.max_faces={args.max_faces}"]
+    started = time.perf_counter()
+    subprocess.run(cmd, cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    study = optuna.load_study(study_name="bench", storage=storage)
+    states = [t.state.name for t in study.trials]
+    return {
+        "pruner": pruner["kind"], "trials": len(study.trials), "pruned": states.count("PRUNED"),
+        "epochs": sum(len(t.intermediate_values) for t in study.trials),
+        "best_val_macro_f1": study.best_value, "best_trial": study.best_trial.number, "wall_s": wall,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--max-faces", type=int, default=1050, help="faces of the bundled sample to use")
+    parser.add_argument("--pruner", default="median", choices=["median", "hyperband"])
+    parser.add_argument("--json", default="benchmarks/results/sweep_pruning.json")
+    args = parser.parse_args()
+
+    results = []
+    for pruner in ({"kind": "none"}, {"kind": args.pruner}):
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"sweep with pruner {pruner['kind']} ...", flush=True)
+            results.append(run_sweep(pruner, args, Path(tmp)))
+    full, pruned = results
+    ratio = pruned["epochs"] / full["epochs"]
+    gap = (full["best_val_macro_f1"] - pruned["best_val_macro_f1"]) * 100
+    print(f"\n{'pruner':<10} {'trials':>6} {'pruned':>6} {'epochs':>6} {'best val macro-F1':>18} {'wall s':>8}")
+    for r in results:
+        print(f"{r['pruner']:<10} {r['trials']:>6} {r['pruned']:>6} {r['epochs']:>6} {r['best_val_macro_f1']:>18.4f} "
+              f"{r['wall_s']:>8.0f}")
+    print(f"\nepochs with pruning / without: {ratio:.2f} (goal <= 0.40); best value gap: {gap:+.2f} points (goal <= 1)")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"settings": vars(args), "results": results, "epoch_ratio": ratio,
+                               "best_gap_points": gap}, indent=2))
+    tmp.replace(out)
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

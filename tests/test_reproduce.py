@@ -1,0 +1,114 @@
+"""The original protocol (SMOTE, then split) against the honest one, the leakage measure, and make reproduce-65."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from workbench.config import HONEST_PROTOCOL, ORIGINAL_PROTOCOL, DataConfig, load_config
+from workbench.data import SAMPLE_EXPW, load_faces
+from workbench.data.faces import Faces
+from workbench.leakage import measure
+from workbench.protocol import Prepared, prepare
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def expw(tmp_path_factory):
+    return load_faces(DataConfig(path=str(SAMPLE_EXPW), cache_dir=str(tmp_path_factory.mktemp("c"))), 0)
+
+
+def reproduce_cfg(protocol: str):
+    cfg = load_config("reproduce-65", [f"data.path={SAMPLE_EXPW}", "data.min_confidence=0"])
+    cfg.protocol = protocol
+    return cfg
+
+
+def test_original_protocol_resamples_before_it_splits(expw):
+    p = prepare(expw, reproduce_cfg(ORIGINAL_PROTOCOL))
+    # SMOTE ran on every face: the pool is balanced across all three splits together ...
+    counts = sum(np.bincount(getattr(p, s).labels, minlength=7) for s in ("train", "val", "test"))
+    assert len(set(counts)) == 1 and counts[0] == np.bincount(expw.labels).max()
+    # ... so synthetic faces land in validation and test, and training holds synthetic children of test faces.
+    assert p.synthetic["test"].any() and p.synthetic["val"].any()
+    test_real = set(p.origins["test"][~p.synthetic["test"]][:, 0])
+    train_parents = set(p.origins["train"][p.synthetic["train"]].ravel())
+    assert test_real & train_parents
+    m = measure(p)
+    assert m["leak_test_synthetic_fraction"] == pytest.approx(p.synthetic["test"].mean())
+    assert m["leak_test_nearest_related_fraction"] > 0
+
+
+def test_honest_protocol_splits_before_it_resamples(expw):
+    p = prepare(expw, reproduce_cfg(HONEST_PROTOCOL))
+    assert p.synthetic["train"].any() and not p.synthetic["val"].any() and not p.synthetic["test"].any()
+    train_origins = set(p.origins["train"].ravel())
+    for split in ("val", "test"):
+        assert not set(p.origins[split].ravel()) & train_origins  # no test face fed a training synthetic
+    # Test keeps its natural distribution: exactly the loaded faces' labels.
+    assert np.array_equal(np.sort(p.test.labels), np.sort(expw.labels[p.origins["test"][:, 0]]))
+    m = measure(p)
+    assert m["leak_test_synthetic_fraction"] == 0 and m["leak_test_nearest_related_fraction"] == 0
+
+
+def _faces(values: list[int]) -> Faces:
+    n = len(values)
+    images = np.stack([np.full((2, 2, 3), v, np.uint8) for v in values])
+    return Faces(images, np.zeros(n, np.int64), np.array([str(i) for i in range(n)]), np.full(n, ""),
+                 np.array([str(i) for i in range(n)]))
+
+
+def test_leakage_measure_on_a_constructed_case():
+    # Source faces by index: A=0, B=1, T1=2, T3=3, T4=4, X=5.
+    # Training: A (0), B (100), S = SMOTE(A, T1) at 45, S2 = SMOTE(T4, B) at 200.
+    # Test: T1 (50, its child S is 5 away, real A/B 50 away: leaked),
+    #       T2 = SMOTE(B, X) at 95 (its parent B is 5 away, A 95 away: leaked, and synthetic),
+    #       T3 (10, nothing related: clean),
+    #       T4 (48, its child S2 is 152 away but the unrelated A only 48: clean).
+    train, test = _faces([0, 100, 45, 200]), _faces([50, 95, 10, 48])
+    p = Prepared(train=train, val=test, test=test,
+                 synthetic={"train": np.array([0, 0, 1, 1], bool), "val": np.array([0, 1, 0, 0], bool),
+                            "test": np.array([0, 1, 0, 0], bool)},
+                 split_method="constructed",
+                 origins={"train": np.array([[0, 0], [1, 1], [0, 2], [4, 1]]),
+                          "val": np.array([[2, 2], [1, 5], [3, 3], [4, 4]]),
+                          "test": np.array([[2, 2], [1, 5], [3, 3], [4, 4]])})
+    m = measure(p)
+    assert m["leak_test_synthetic_fraction"] == 0.25
+    assert m["leak_test_nearest_related_fraction"] == 0.5
+
+
+def test_make_reproduce_65_runs_end_to_end_on_the_shipped_expw_sample(tmp_path):
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", TF_CPP_MIN_LOG_LEVEL="3",
+               XDG_CACHE_HOME=str(tmp_path / "cache"))
+    proc = subprocess.run(["make", "-s", "reproduce-65", "EPOCHS=1", f"ARGS=--report-dir {tmp_path / 'reports'}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, "67 faces and 1 epoch cannot reach 0.645: the verdict must fail the command"
+    assert "no full ExpW given" in out and "mmlab.ie.cuhk.edu.hk" in out  # says what is missing and where to get it
+    verdict = [line for line in out.splitlines() if line.startswith("verdict:")]
+    assert len(verdict) == 1 and "BELOW TARGET" in verdict[0] and "target 0.645" in verdict[0]
+    assert "67 faces" in verdict[0] and "digest" in verdict[0]
+    report = (tmp_path / "reports" / "reproduce-65-expw.md").read_text()
+    assert "SMOTE-related" in report and "honest" in report
+    assert (tmp_path / "reports" / "reproduce-65-expw.html").is_file()
+
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("reproduce-65")
+    runs = {r.data.tags["reproduce.role"]: r for r in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"comparison", "original", "honest"}
+    parent = runs["comparison"].info.run_id
+    for role in ("original", "honest"):
+        run = runs[role]
+        assert run.data.tags["mlflow.parentRunId"] == parent and run.data.params["protocol"] == (
+            ORIGINAL_PROTOCOL if role == "original" else HONEST_PROTOCOL)
+        assert "leak_test_nearest_related_fraction" in run.data.metrics and "test_accuracy" in run.data.metrics
+    assert runs["honest"].data.metrics["leak_test_synthetic_fraction"] == 0
+    assert runs["original"].data.metrics["leak_test_synthetic_fraction"] > 0
+    files = {a.path for a in client.list_artifacts(parent, "comparison")}
+    assert {"comparison/comparison.md", "comparison/comparison.html", "comparison/leakage.html"} <= files

@@ -1,0 +1,138 @@
+"""The original protocol against its honest twin: same faces, model and budget; one parent MLflow run
+with both runs nested, a markdown + plotly comparison report, and the leakage measures."""
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import plotly.graph_objects as go
+
+from workbench import CLASS_NAMES, figures, leakage, tracking
+from workbench.config import HONEST_PROTOCOL, ExperimentConfig
+from workbench.data import load_faces
+from workbench.experiment import RunResult, run_experiment
+from workbench.protocol import prepare
+
+ROLES = {"original": "original: SMOTE on all faces, then 70/15/15", "honest": "honest: split first, SMOTE on training only"}
+HEADLINE = (("test_accuracy", "test accuracy"), ("test_macro_f1", "macro-F1"), ("test_weighted_f1", "weighted F1"),
+            ("test_balanced_accuracy", "balanced accuracy"))
+LEAKS = (("leak_test_synthetic_fraction", "test items that are SMOTE synthetics"),
+         ("leak_test_nearest_related_fraction", "test items whose nearest training item is SMOTE-related"))
+
+
+@dataclass
+class Outcome:
+    reached: bool
+    verdict: str
+    report: Path
+    parent_run_id: str
+    results: dict[str, RunResult]
+    leaks: dict[str, dict[str, float]]
+
+
+def hardware() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
+        return f"GPU: {', '.join(names)}"
+    return f"CPU: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), no GPU"
+
+
+def run_comparison(original: ExperimentConfig, data_name: str, target: float, report_dir: Path) -> Outcome:
+    honest = original.model_copy(deep=True)
+    honest.protocol = HONEST_PROTOCOL
+    faces = load_faces(original.data, original.seed)  # the same faces for both protocols
+    if original.data.max_faces and len(faces) < original.data.max_faces:
+        print(f"note: only {len(faces):,} faces pass the filter (confidence > {original.data.min_confidence:g}); "
+              f"using all of them instead of {original.data.max_faces:,}")
+    dataset = Path(faces.path).name
+    tracking.configure(original.experiment_name)
+    started = time.perf_counter()
+    results: dict[str, RunResult] = {}
+    leaks: dict[str, dict[str, float]] = {}
+    name = f"reproduce-65 · {data_name} · {original.train.epochs} epochs"
+    with tracking.tracked_run(name, tags={"reproduce.role": "comparison", "dataset": dataset,
+                                          **tracking.git_state(), **tracking.package_versions()}) as parent:
+        tracking.log_config(original)
+        for role, cfg in (("original", original), ("honest", honest)):
+            cfg.tracking.run_name = f"{ROLES[role]} · {dataset}"
+            prepared = prepare(faces, cfg)
+            leaks[role] = leakage.measure(prepared)
+            results[role] = run_experiment(cfg, nested=True, data=(faces, prepared), tags={"reproduce.role": role})
+            client = mlflow.MlflowClient()
+            for key, value in leaks[role].items():
+                client.log_metric(results[role].run_id, key, value)
+        wall = time.perf_counter() - started
+        acc = results["original"].metrics["test_accuracy"]
+        reached = acc >= target
+        counts = ", ".join(f"{k} {v}" for k, v in faces.class_counts().items())
+        verdict = (f"verdict: original protocol test accuracy {acc:.4f} {'>=' if reached else '<'} target {target:.3f}: "
+                   f"{'REPRODUCED' if reached else 'BELOW TARGET'} (honest twin {results['honest'].metrics['test_accuracy']:.4f}); "
+                   f"dataset {faces.path} (digest {faces.digest[:16]}, {len(faces):,} faces: {counts}), "
+                   f"{original.train.epochs} epochs, {hardware()}, {wall / 60:.1f} min")
+        markdown = report_markdown(results, leaks, faces, original, verdict, wall)
+        figs = comparison_figures(results, leaks)
+        mlflow.log_metrics({f"{role}_{key}": results[role].metrics[key] for role in results for key, _ in HEADLINE}
+                           | {f"{role}_{k}": v for role in leaks for k, v in leaks[role].items()}
+                           | {"target": target, "reached": float(reached)})
+        mlflow.set_tags({"verdict": "REPRODUCED" if reached else "BELOW TARGET",
+                         "original_run_id": results["original"].run_id, "honest_run_id": results["honest"].run_id})
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "comparison.md").write_text(markdown)
+            figures.write_figures(figs, Path(tmp), png=True)
+            figures.write_report(figs, Path(tmp) / "comparison.html", f"reproduce-65 on {dataset}")
+            mlflow.log_artifacts(tmp, "comparison")
+        report_dir.mkdir(parents=True, exist_ok=True)
+        stem = report_dir / f"reproduce-65-{data_name}"
+        _write_atomic(stem.with_suffix(".md"), markdown)
+        figures.write_report(figs, stem.with_suffix(".html.tmp"), f"reproduce-65 on {dataset}").replace(stem.with_suffix(".html"))
+    return Outcome(reached, verdict, stem.with_suffix(".md"), parent.info.run_id, results, leaks)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def report_markdown(results, leaks, faces, cfg: ExperimentConfig, verdict: str, wall: float) -> str:
+    o, h = results["original"].metrics, results["honest"].metrics
+    lines = [
+        f"# reproduce-65 on {Path(faces.path).name}", "",
+        f"- dataset: `{faces.path}` (digest `{faces.digest[:16]}`), {len(faces):,} faces; "
+        + ", ".join(f"{k} {v}" for k, v in faces.class_counts().items()),
+        f"- budget: {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, Adam lr {cfg.train.learning_rate:g}, "
+        f"augmentation strength {cfg.augment.strength:g}; {hardware()}; wall time {wall / 60:.1f} min",
+        f"- MLflow runs: original `{results['original'].run_id}`, honest `{results['honest'].run_id}`", "",
+        f"| | {ROLES['original']} | {ROLES['honest']} |", "|---|---|---|",
+    ]
+    lines += [f"| {label} | {o[key]:.4f} | {h[key]:.4f} |" for key, label in HEADLINE]
+    lines += [f"| F1 {name} | {o[f'test_f1_{name}']:.4f} | {h[f'test_f1_{name}']:.4f} |" for name in CLASS_NAMES]
+    lines += [f"| {label} | {leaks['original'][key]:.1%} | {leaks['honest'][key]:.1%} |" for key, label in LEAKS]
+    lines += ["", verdict, "",
+              "SMOTE before the split makes synthetic interpolations of training faces part of the test set, and "
+              "puts synthetic children of test faces into training: the original number measures, in part, "
+              "recognition of faces the model has seen. The honest column is the number to report.", ""]
+    return "\n".join(lines)
+
+
+def comparison_figures(results, leaks) -> dict[str, go.Figure]:
+    roles = list(results)
+    headline = go.Figure([go.Bar(name=ROLES[r], x=[label for _, label in HEADLINE],
+                                 y=[results[r].metrics[k] for k, _ in HEADLINE]) for r in roles])
+    headline.update_layout(title="Test metrics: original vs honest protocol", barmode="group", yaxis_range=[0, 1],
+                           width=900, height=450)
+    per_class = go.Figure([go.Bar(name=ROLES[r], x=list(CLASS_NAMES),
+                                  y=[results[r].metrics[f"test_f1_{c}"] for c in CLASS_NAMES]) for r in roles])
+    per_class.update_layout(title="Per-class test F1", barmode="group", yaxis_range=[0, 1], width=900, height=450)
+    leak = go.Figure([go.Bar(name=ROLES[r], x=[label for _, label in LEAKS], y=[leaks[r][k] for k, _ in LEAKS])
+                      for r in roles])
+    leak.update_layout(title="Leakage into the test set", barmode="group", yaxis_tickformat=".0%", width=900, height=450)
+    return {"metrics": headline, "per_class_f1": per_class, "leakage": leak}
