@@ -29,7 +29,8 @@ COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
 
 
 def default_storage() -> str:
-    return f"sqlite:///{Path.cwd() / 'mlruns' / 'optuna.db'}"
+    """OPTUNA_STORAGE (as set for the docker-compose workers), else a SQLite file beside the MLflow store."""
+    return os.environ.get("OPTUNA_STORAGE") or f"sqlite:///{Path.cwd() / 'mlruns' / 'optuna.db'}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -40,7 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--experiment", default=None, help="base experiment (default: the sweep file's `experiment`)")
     parser.add_argument("--study", default=None, help="study name (default: <experiment>-sweep); reuse it to resume")
     parser.add_argument("--storage", default=None,
-                        help="Optuna storage URL (default sqlite:///mlruns/optuna.db; postgresql://... for many machines)")
+                        help="Optuna storage URL (default $OPTUNA_STORAGE, else sqlite:///mlruns/optuna.db; postgresql://... for many machines)")
     add_config_arguments(parser)
     parser.add_argument("--timeout", type=float, default=None, help="seconds after which this worker starts no new trial")
     parser.add_argument("--n-jobs", type=int, default=1, help="worker processes to run on this machine")
