@@ -11,6 +11,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("experiment", nargs="?", default="baseline",
                         help="a name in experiments/ (e.g. baseline) or a path to a YAML file")
     add_config_arguments(parser)
+    parser.add_argument("--register", metavar="NAME", default=None,
+                        help="put the trained model into the MLflow model registry as NAME (models:/NAME/latest)")
     args = parser.parse_args(argv)
     quiet_tensorflow()
     with user_errors():
@@ -19,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.experiment, args.overrides)
         from workbench.experiment import run_experiment  # TensorFlow loads only once the config is valid
 
+        if args.register and not cfg.tracking.log_model:
+            from workbench.errors import WorkbenchError
+            raise WorkbenchError("--register needs the model logged; drop --set tracking.log_model=false")
         result = run_experiment(cfg)
         m = result.metrics
         print()
@@ -28,8 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  balanced accuracy  {m['test_balanced_accuracy']:.4f}")
         print(f"  epochs run         {int(m['epochs_run'])}")
         print(f"  MLflow run         {result.run_id} (experiment {cfg.experiment_name}, store {result.tracking_uri})")
-        from workbench.tracking import ui_command
+        from workbench.tracking import register_model, ui_command
 
+        if args.register:
+            version = register_model(result.model_uri, args.register, result.run_id)
+            print(f"  registered model   models:/{args.register}/{version} (also models:/{args.register}/latest)")
         print(f"  see it in the UI:  {ui_command(result.tracking_uri)}")
     return 0
 

@@ -193,3 +193,9 @@ def log_model(model, example: np.ndarray) -> str:
     signature = infer_signature(example, model.predict(example, verbose=0))
     info = mlflow.tensorflow.log_model(model, name="model", signature=signature, input_example=example)
     return info.model_uri
+
+
+def register_model(model_uri: str, name: str, run_id: str) -> str:
+    """A new version of registered model `name` from a logged model; returns the version number."""
+    version = mlflow.register_model(model_uri, name, tags={"run_id": run_id})
+    return str(version.version)

@@ -1,0 +1,127 @@
+"""Prediction on real shipped ExpW photos, a video made of them, and bad inputs; model registration."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from workbench.data import SAMPLE_EXPW
+from workbench.data.decode import read_rgb
+from workbench.data.expw import parse_label_file
+from workbench.detect import Box, FaceDetector, iou
+from workbench.predict import main as predict_main
+
+ORIGIN = SAMPLE_EXPW.parent / "origin"
+TINY = ["data.max_faces=280", "data.image_size=32", "model.filters=[8,16,16,16,16]", "model.dense_units=32",
+        "train.epochs=1"]
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory):
+    """A tiny model trained on real faces, logged and registered through `workbench.run --register`."""
+    import os
+
+    from workbench.run import main as run_main
+
+    root = tmp_path_factory.mktemp("registry")
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    sets = [x for s in TINY + [f"data.cache_dir={root / 'cache'}"] for x in ("--set", s)]
+    assert run_main(["baseline", *sets, "--register", "fer-tiny"]) == 0
+    yield "models:/fer-tiny/latest"
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+def labelled_photos(label: int) -> list[Path]:
+    """Shipped photos whose label.lst lines hold a face of this label, in file order."""
+    return [ORIGIN / name for name in sorted({b.image for b in parse_label_file(SAMPLE_EXPW) if b.label == label})]
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_detector_finds_most_labelled_faces_of_the_shipped_photos():
+    detector = FaceDetector()
+    boxes = parse_label_file(SAMPLE_EXPW)
+    hits = 0
+    for b in boxes:
+        found = detector.detect(read_rgb(ORIGIN / b.image))
+        hits += max((iou(Box(b.left, b.top, b.right, b.bottom), d) for d in found), default=0) >= 0.5
+    rate = hits / len(boxes)
+    print(f"detector: {hits}/{len(boxes)} labelled faces found with IoU >= 0.5 ({rate:.1%})")
+    assert rate >= 0.5
+
+
+def test_predictions_for_every_face_of_a_folder(registered, tmp_path, capsys):
+    code = predict_main(["--model", registered, str(ORIGIN), "--out", str(tmp_path)])
+    table = rows(tmp_path / "predictions.csv")
+    summary = json.loads((tmp_path / "predictions.json").read_text())
+    detector = FaceDetector()
+    expected = {str(p): len(detector.detect(read_rgb(p))) for p in sorted(ORIGIN.glob("*.jpg"))}
+    got = {f: sum(r["file"] == f for r in table) for f in expected}
+    assert got == expected  # one row per detected face, in every photo
+    assert sum(expected.values()) == len(table) == summary["faces"] > 60
+    no_face = {f for f, n in expected.items() if n == 0}
+    assert {p["file"] for p in summary["problems"]} == no_face
+    assert code == (1 if no_face else 0)
+    for f, n in expected.items():
+        assert (tmp_path / "origin" / (Path(f).stem + ".annotated.jpg")).is_file() == (n > 0)
+    probs = np.array([[float(r[k]) for k in r if k.startswith("p_")] for r in table])
+    assert probs.shape[1] == 7 and np.allclose(probs.sum(axis=1), 1, atol=1e-3)
+    assert all(r["label"] in {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"} for r in table)
+
+
+def test_video_made_of_real_faces_is_processed_frame_by_frame(registered, tmp_path):
+    video = tmp_path / "faces.mp4"
+    photos = labelled_photos(3)[:4] + labelled_photos(5)[:2]  # happy and surprised people
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 6.0, (480, 360))
+    for photo in photos:
+        frame = cv2.resize(cv2.imread(str(photo)), (480, 360))
+        for _ in range(3):
+            writer.write(frame)
+    writer.release()
+    predict_main(["--model", registered, str(video), "--out", str(tmp_path / "out"), "--every", "2"])
+    per_frame = rows(tmp_path / "out" / "faces.frames.csv")
+    assert per_frame and {int(r["frame"]) for r in per_frame} <= set(range(0, 18, 2))
+    assert all(float(r["time_s"]) == pytest.approx(int(r["frame"]) / 6.0, abs=1e-3) for r in per_frame)
+    cap = cv2.VideoCapture(str(tmp_path / "out" / "faces.annotated.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 18
+    cap.release()
+    assert len(rows(tmp_path / "out" / "predictions.csv")) == len(per_frame)
+
+
+def test_bad_inputs_are_one_line_each_and_the_rest_is_processed(registered, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"this is not a JPEG")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 128, np.uint8))  # a plain grey card: no face in it
+    good = labelled_photos(3)[0]
+    code = predict_main(["--model", registered, str(corrupt), str(notes), str(blank), str(tmp_path / "missing.jpg"),
+                         str(good), "--out", str(tmp_path / "out")])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert code == 1
+    assert any("corrupt.jpg: unreadable or corrupt image" in line for line in err)
+    assert any("notes.txt: unsupported format '.txt'" in line for line in err)
+    assert any("blank.png: no face found" in line for line in err)
+    assert any("missing.jpg: no such file" in line for line in err)
+    assert len(err) == 4
+    assert {r["file"] for r in rows(tmp_path / "out" / "predictions.csv")} == {str(good)}
+
+
+def test_unknown_model_uri_is_a_one_line_error(registered, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        predict_main(["--model", "models:/no-such-model/1", str(ORIGIN), "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.startswith("error: --model models:/no-such-model/1: cannot load it")
+    assert "\n" not in err
