@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 ARGS   ?=
 
-.PHONY: setup run sweep reproduce-65 test ui bench bench-sweep clean-cache
+.PHONY: setup run sweep reproduce-65 test ui bench bench-sweep bench-predict clean-cache
 
 setup: $(STAMP)
 
@@ -48,6 +48,10 @@ bench: setup
 ## The same small sweep with and without pruning: epochs trained and best validation macro-F1
 bench-sweep: setup
 	$(BIN)/python benchmarks/sweep_pruning.py $(ARGS)
+
+## Face detection, classification (batched vs one face per call) and video frames/s
+bench-predict: setup
+	$(BIN)/python benchmarks/predict_speed.py $(ARGS)
 
 clean-cache:
 	rm -rf $${XDG_CACHE_HOME:-$$HOME/.cache}/fer-workbench

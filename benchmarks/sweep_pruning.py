@@ -1,6 +1,6 @@
 """The same small sweep with and without pruning: total epochs trained, best validation score, wall time.
 
-    python benchmarks/sweep_pruning.py [--trials 16] [--epochs 6] [--max-faces 1050] [--pruner median]
+    python benchmarks/sweep_pruning.py [--trials 12] [--epochs 6] [--max-faces 1050] [--pruner median]
 
 Both sweeps use the default search space (experiments/sweep.yaml) and the same sampler seed, on the
 bundled sample, each in its own throw-away Optuna and MLflow store. Prints a table and writes JSON.
@@ -46,7 +46,7 @@ def run_sweep(pruner: dict, args: argparse.Namespace, workdir: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--max-faces", type=int, default=1050, help="faces of the bundled sample to use")
     parser.add_argument("--pruner", default="median", choices=["median", "hyperband"])
