@@ -7,7 +7,6 @@ workbench.predict does vs one face per model.predict call, the naive way), and a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -22,6 +21,7 @@ import numpy as np  # noqa: E402
 from workbench.config import ModelConfig  # noqa: E402
 from workbench.data import SAMPLE_EXPW  # noqa: E402
 from workbench.data.decode import read_rgb, resize_face  # noqa: E402
+from workbench.files import write_json_atomic  # noqa: E402
 from workbench.model import build_model  # noqa: E402
 from workbench.predict import Predictor  # noqa: E402
 
@@ -70,14 +70,10 @@ def main() -> int:
     print(f"\n{'measure':<{width}}  value")
     for name, value in rows:
         print(f"{name:<{width}}  {value:,.2f}")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"detect_images_per_s": detect_ips, "classify_faces_per_s_naive": naive_fps,
+    out = write_json_atomic(Path(args.json), {"detect_images_per_s": detect_ips, "classify_faces_per_s_naive": naive_fps,
                                "classify_faces_per_s_batched": batched_fps, "video_frames_per_s": video_fps,
                                "faces_per_frame": n_faces / args.frames, "photos": len(photos),
-                               "cpu_count": os.cpu_count(), "platform": platform.platform()}, indent=2))
-    tmp.replace(out)
+                               "cpu_count": os.cpu_count(), "platform": platform.platform()})
     print(f"\nwritten {out}")
     return 0
 

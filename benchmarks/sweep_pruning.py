@@ -8,7 +8,6 @@ bundled sample, each in its own throw-away Optuna and MLflow store. Prints a tab
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import optuna
 import yaml
+
+from workbench.files import write_json_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,12 +67,8 @@ def main() -> int:
         print(f"{r['pruner']:<10} {r['trials']:>6} {r['pruned']:>6} {r['epochs']:>6} {r['best_val_macro_f1']:>18.4f} "
               f"{r['wall_s']:>8.0f}")
     print(f"\nepochs with pruning / without: {ratio:.2f} (goal <= 0.40); best value gap: {gap:+.2f} points (goal <= 1)")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"settings": vars(args), "results": results, "epoch_ratio": ratio,
-                               "best_gap_points": gap}, indent=2))
-    tmp.replace(out)
+    out = write_json_atomic(Path(args.json), {"settings": vars(args), "results": results, "epoch_ratio": ratio,
+                               "best_gap_points": gap})
     print(f"written {out}")
     return 0
 

@@ -9,7 +9,6 @@ Prints a table and writes JSON. Run it on an otherwise idle machine: both pipeli
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -31,6 +30,7 @@ from workbench.augment import ORIGINAL_ROTATION_DEG, ORIGINAL_SHEAR_DEG, ORIGINA
 from workbench.config import ExperimentConfig  # noqa: E402
 from workbench.data import DEFAULT_DATASET, load_faces  # noqa: E402
 from workbench.experiment import seed_everything  # noqa: E402
+from workbench.files import write_json_atomic  # noqa: E402
 from workbench.model import build_model  # noqa: E402
 
 
@@ -128,11 +128,7 @@ def main() -> int:
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
                     "tensorflow": tf.__version__, "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]},
     }
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out)
+    out = write_json_atomic(Path(args.json), result)
     print(f"\nwritten {out}")
     return 0
 

@@ -10,7 +10,6 @@ import pytest
 from workbench import CLASS_NAMES
 from workbench.config import DataConfig
 from workbench.data import DEFAULT_DATASET, SAMPLE_EXPW, load_faces
-from workbench.data import cache as cache_mod
 from workbench.data.decode import clip_box, resize_face
 from workbench.data.expw import parse_label_file
 from workbench.errors import WorkbenchError

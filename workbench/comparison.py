@@ -16,6 +16,7 @@ from workbench import CLASS_NAMES, figures, leakage, tracking
 from workbench.config import HONEST_PROTOCOL, ExperimentConfig
 from workbench.data import load_faces
 from workbench.experiment import RunResult, run_experiment
+from workbench.files import write_text_atomic
 from workbench.protocol import prepare
 
 ROLES = {"original": "original: SMOTE on all faces, then 70/15/15", "honest": "honest: split first, SMOTE on training only"}
@@ -91,15 +92,9 @@ def run_comparison(original: ExperimentConfig, data_name: str, target: float, re
             mlflow.log_artifacts(tmp, "comparison")
         report_dir.mkdir(parents=True, exist_ok=True)
         stem = report_dir / f"reproduce-65-{data_name}"
-        _write_atomic(stem.with_suffix(".md"), markdown)
+        write_text_atomic(stem.with_suffix(".md"), markdown)
         figures.write_report(figs, stem.with_suffix(".html.tmp"), f"reproduce-65 on {dataset}").replace(stem.with_suffix(".html"))
     return Outcome(reached, verdict, stem.with_suffix(".md"), parent.info.run_id, results, leaks)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def report_markdown(results, leaks, faces, cfg: ExperimentConfig, verdict: str, wall: float) -> str:

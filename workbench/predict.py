@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -214,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         from tqdm import tqdm
 
         from workbench import CLASS_NAMES
+        from workbench.files import write_json_atomic
 
         model = load_classifier(args.model)
         predictor = Predictor(model, args.min_face, args.threshold, args.batch_size)
@@ -242,9 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         write_rows(out / "predictions.csv", [f.row() for f in results], fields)
         summary = {"model": args.model, "files": len(files), "faces": len(results),
                    "problems": [{"file": f, "error": e} for f, e in problems], "faces_found": [f.row() for f in results]}
-        tmp = out / "predictions.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=1))
-        tmp.replace(out / "predictions.json")
+        write_json_atomic(out / "predictions.json", summary)
         counts = {}
         for f in results:
             counts[f.label] = counts.get(f.label, 0) + 1

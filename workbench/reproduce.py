@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 from workbench.cli import add_config_arguments, quiet_tensorflow, user_errors

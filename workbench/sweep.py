@@ -401,10 +401,9 @@ def write_best_config(cfg, directory: Path | None, study: str, trial: int, value
     cfg.tracking.run_name = None
     header = (f"# Best trial {trial} of study {study}: {metric} = {value:.4f} (validation).\n"
               f"# Retrained and tested in MLflow run {run_id}. Run it again: python -m workbench.run {path}\n")
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(header + cfg.to_yaml())
-    tmp.replace(path)
-    return path
+    from workbench.files import write_text_atomic
+
+    return write_text_atomic(path, header + cfg.to_yaml())
 
 
 if __name__ == "__main__":
