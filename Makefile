@@ -32,7 +32,7 @@ reproduce-65: setup
 	$(BIN)/python -m workbench.reproduce --data $(DATA) $(if $(EXPW),--path $(EXPW)) $(if $(FER),--path $(FER)) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(ARGS)
 
-## The test suite (real data, real MLflow store, about 5 minutes on 2 cores)
+## The test suite (real data, real PostgreSQL, MLflow server and Chromium; about 8-10 minutes on 2 cores)
 test: setup
 	$(BIN)/python -m pytest -q
 
