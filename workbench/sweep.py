@@ -220,8 +220,7 @@ class Sweep:
             raise SurplusTrial(f"trial {trial.number}: the study already holds {self.target} trials")
         values = suggest(trial, self.spec)
         cfg = trial_config(self.base_tree, values)
-        cfg.tracking.run_name = f"{self.study_name} · trial {trial.number} · " + " ".join(
-            f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in values.items())
+        cfg.tracking.run_name = f"{self.study_name} · trial {trial.number} · {_describe(values)}"
         keras.backend.clear_session()  # one process trains many models: free the previous graphs
         reporter = OptunaReporter(trial, self.spec.objective.metric)
         tags = {"optuna.study": self.study_name, "optuna.trial": str(trial.number), "trial_state": "RUNNING",
@@ -373,8 +372,7 @@ class Sweep:
         complete = sorted(self.states(study, ("COMPLETE",)), key=lambda t: t.value,
                           reverse=self.spec.objective.direction == "maximize")
         for t in complete[:5]:
-            params = " ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in t.params.items())
-            print(f"  trial {t.number:>3}  {metric}={t.value:.4f}  {params}")
+            print(f"  trial {t.number:>3}  {metric}={t.value:.4f}  {_describe(t.params)}")
         if final:
             result, path = final
             m = result.metrics
@@ -382,6 +380,11 @@ class Sweep:
                   f"(run {result.run_id}); written {path}")
         from workbench.tracking import tracking_uri, ui_command
         print(f"MLflow experiment {self.base.experiment_name} (id {experiment_id}): {ui_command(tracking_uri())}")
+
+
+def _describe(params: dict[str, Any]) -> str:
+    """`conv_dropout=0.15 learning_rate=0.001 ...`: the swept values, short, for run names and summaries."""
+    return " ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in params.items())
 
 
 def _short(value: Any) -> str:

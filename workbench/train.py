@@ -12,6 +12,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 from workbench.augment import eval_dataset, training_dataset
 from workbench.balance import class_weights
 from workbench.config import ExperimentConfig
+from workbench.metrics import LABELS
 from workbench.protocol import Prepared
 
 
@@ -26,7 +27,7 @@ class ValidationScores(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         pred = self.model.predict(self.images, batch_size=self.batch_size, verbose=0).argmax(axis=1)
         if logs is not None:
-            logs["val_macro_f1"] = float(f1_score(self.labels, pred, labels=list(range(7)), average="macro",
+            logs["val_macro_f1"] = float(f1_score(self.labels, pred, labels=LABELS, average="macro",
                                                   zero_division=0))
             logs["val_balanced_accuracy"] = float(balanced_accuracy_score(self.labels, pred))
 
