@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from workbench.config import HONEST_PROTOCOL, ORIGINAL_PROTOCOL, DataConfig, load_config
 from workbench.data import SAMPLE_EXPW, load_faces
 from workbench.data.faces import Faces
-from workbench.leakage import measure
+from workbench.leakage import accuracy_by_leak, leaked_items, measure
 from workbench.protocol import Prepared, prepare
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,6 +81,14 @@ def test_leakage_measure_on_a_constructed_case():
     m = measure(p)
     assert m["leak_test_synthetic_fraction"] == 0.25
     assert m["leak_test_nearest_related_fraction"] == 0.5
+    # Accuracy by leak: T2 is the synthetic item; T3 and T4 are clean (T1 is leaked, neither group).
+    masks = leaked_items(p)["test"]
+    y_true = np.array([0, 1, 2, 3])
+    assert accuracy_by_leak(y_true, np.array([9, 1, 2, 9]), masks) == {"leak_test_accuracy_synthetic": 1.0,
+                                                                        "leak_test_accuracy_clean": 0.5}
+    # With no synthetic test items (the honest protocol) that group is left out, not reported as 0.
+    honest = {"synthetic": np.zeros(4, bool), "nearest_related": np.zeros(4, bool)}
+    assert accuracy_by_leak(y_true, y_true, honest) == {"leak_test_accuracy_clean": 1.0}
 
 
 def test_make_reproduce_65_runs_end_to_end_on_the_shipped_expw_sample(tmp_path):
@@ -110,5 +118,10 @@ def test_make_reproduce_65_runs_end_to_end_on_the_shipped_expw_sample(tmp_path):
         assert "leak_test_nearest_related_fraction" in run.data.metrics and "test_accuracy" in run.data.metrics
     assert runs["honest"].data.metrics["leak_test_synthetic_fraction"] == 0
     assert runs["original"].data.metrics["leak_test_synthetic_fraction"] > 0
+    assert "leak_test_accuracy_synthetic" in runs["original"].data.metrics
+    assert "leak_test_accuracy_synthetic" not in runs["honest"].data.metrics
+    assert runs["honest"].data.metrics["leak_test_accuracy_clean"] == runs["honest"].data.metrics["test_accuracy"]
+    assert "test accuracy on the clean test items" in report
     files = {a.path for a in client.list_artifacts(parent, "comparison")}
-    assert {"comparison/comparison.md", "comparison/comparison.html", "comparison/leakage.html"} <= files
+    assert {"comparison/comparison.md", "comparison/comparison.html", "comparison/leakage.html",
+            "comparison/accuracy_by_leak.html"} <= files

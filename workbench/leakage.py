@@ -7,10 +7,15 @@ Two measures per evaluation split (validation, test):
   training face. A real test face whose synthetic child sits in training counts, as does a synthetic
   test face whose parent is in training: the model has, in effect, seen that face.
 Under the honest protocol both are 0 by construction; under SMOTE-before-split they are not.
+
+With a trained model's predictions, `accuracy_by_leak` splits the test accuracy into the synthetic
+items and the clean ones (real faces whose nearest training item is unrelated): the gap between the
+two is how much the leak lifts the reported number.
 """
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import accuracy_score
 
 from workbench.protocol import Prepared
 
@@ -38,16 +43,34 @@ def nearest_related(eval_images: np.ndarray, eval_origins: np.ndarray, train_ima
     return out
 
 
-def measure(prepared: Prepared) -> dict[str, float]:
+def leaked_items(prepared: Prepared) -> dict[str, dict[str, np.ndarray]]:
+    """split (val, test) -> {"synthetic": bool mask, "nearest_related": bool mask} over its items."""
     train, origins = prepared.train, prepared.origins
     if origins is None:
         raise ValueError("prepared splits carry no origins")
-    metrics = {}
+    masks = {}
     for name in ("val", "test"):
         part = getattr(prepared, name)
         if len(part) == 0:
             continue
-        leaked = nearest_related(part.images, origins[name], train.images, origins["train"], prepared.synthetic["train"])
-        metrics[f"leak_{name}_synthetic_fraction"] = float(prepared.synthetic[name].mean())
-        metrics[f"leak_{name}_nearest_related_fraction"] = float(leaked.mean())
-    return metrics
+        masks[name] = {"synthetic": prepared.synthetic[name],
+                       "nearest_related": nearest_related(part.images, origins[name], train.images, origins["train"],
+                                                          prepared.synthetic["train"])}
+    return masks
+
+
+def fractions(masks: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
+    return {f"leak_{name}_{kind}_fraction": float(mask.mean()) for name, kinds in masks.items()
+            for kind, mask in kinds.items()}
+
+
+def measure(prepared: Prepared) -> dict[str, float]:
+    return fractions(leaked_items(prepared))
+
+
+def accuracy_by_leak(y_true: np.ndarray, y_pred: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, float]:
+    """Test accuracy on the synthetic items and on the clean ones (real, nearest training item unrelated).
+    A group with no items is left out rather than reported as 0."""
+    groups = {"synthetic": masks["synthetic"], "clean": ~masks["synthetic"] & ~masks["nearest_related"]}
+    return {f"leak_test_accuracy_{group}": float(accuracy_score(y_true[mask], y_pred[mask]))
+            for group, mask in groups.items() if mask.any()}
