@@ -50,6 +50,9 @@ def test_fractions_must_leave_training_data():
 def test_malformed_set_and_unknown_experiment():
     with pytest.raises(WorkbenchError, match="expected key=value"):
         load_config("baseline", ["train.epochs"])
+    with pytest.raises(WorkbenchError) as err:
+        load_config("baseline", ["train.epochs.x=1"])
+    assert str(err.value) == "--set 'train.epochs.x=1': epochs is not a section"
     with pytest.raises(WorkbenchError, match="no such experiment file.*baseline"):
         load_config("does-not-exist")
 
@@ -70,3 +73,16 @@ def test_original_protocol_name_is_explicit(tmp_path):
     path.write_text(f"protocol: {ORIGINAL_PROTOCOL}\n")
     assert load_config(str(path)).protocol == ORIGINAL_PROTOCOL
     assert load_config(str(path)).name == "orig"
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from workbench.files import atomic_path, write_text_atomic
+
+    target = write_text_atomic(tmp_path / "sub" / "report.html", "complete")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            assert tmp.suffix == ".html" and tmp.parent == target.parent  # writers pick the format by suffix
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert target.read_text() == "complete"
+    assert [p.name for p in target.parent.iterdir()] == ["report.html"]  # no temp file left behind

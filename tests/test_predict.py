@@ -23,20 +23,14 @@ TINY = ["data.max_faces=280", "data.image_size=32", "model.filters=[8,16,16,16,1
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
     """A tiny model trained on real faces, logged and registered through `workbench.run --register`."""
-    import os
-
     from workbench.run import main as run_main
 
     root = tmp_path_factory.mktemp("registry")
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     sets = [x for s in TINY + [f"data.cache_dir={root / 'cache'}"] for x in ("--set", s)]
-    assert run_main(["baseline", *sets, "--register", "fer-tiny"]) == 0
-    yield "models:/fer-tiny/latest"
-    if old is None:
-        os.environ.pop("MLFLOW_TRACKING_URI")
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = old
+    with pytest.MonkeyPatch.context() as mp:  # module-scoped, so not the function-scoped monkeypatch fixture
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        assert run_main(["baseline", *sets, "--register", "fer-tiny"]) == 0
+        yield "models:/fer-tiny/latest"
 
 
 def labelled_photos(label: int) -> list[Path]:

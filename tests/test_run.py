@@ -26,13 +26,9 @@ FIGURES = ("curves", "confusion_matrix", "confusion_matrix_normalized", "per_cla
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    yield uri
-    if old is None:
-        os.environ.pop("MLFLOW_TRACKING_URI")
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = old
+    with pytest.MonkeyPatch.context() as mp:  # module-scoped, so not the function-scoped monkeypatch fixture
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        yield uri
 
 
 @pytest.fixture(scope="module")

@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from workbench import tracking
         from workbench.figures import write_figures, write_report
+        from workbench.files import atomic_path
 
         uri = tracking.tracking_uri()
         mlflow.set_tracking_uri(uri)
@@ -146,10 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         print(table(runs, args.metric))
         figs = report_figures(client, runs, args.metric)
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp.html")
-        write_report(figs, tmp, f"{len(runs)} runs ranked by {args.metric}")
-        tmp.replace(out)
+        with atomic_path(out) as tmp:
+            write_report(figs, tmp, f"{len(runs)} runs ranked by {args.metric}")
         print(f"\nreport: {out}")
         if args.to_mlflow:
             tracking.configure("comparisons")

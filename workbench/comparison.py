@@ -16,7 +16,7 @@ from workbench import CLASS_NAMES, figures, leakage, tracking
 from workbench.config import HONEST_PROTOCOL, ExperimentConfig
 from workbench.data import load_faces
 from workbench.experiment import RunResult, run_experiment
-from workbench.files import write_text_atomic
+from workbench.files import atomic_path, write_text_atomic
 from workbench.protocol import prepare
 
 ROLES = {"original": "original: SMOTE on all faces, then 70/15/15", "honest": "honest: split first, SMOTE on training only"}
@@ -94,10 +94,10 @@ def run_comparison(original: ExperimentConfig, data_name: str, target: float, re
             figures.write_figures(figs, Path(tmp), png=True)
             figures.write_report(figs, Path(tmp) / "comparison.html", f"reproduce-65 on {dataset}")
             mlflow.log_artifacts(tmp, "comparison")
-        report_dir.mkdir(parents=True, exist_ok=True)
         stem = report_dir / f"reproduce-65-{data_name}"
         write_text_atomic(stem.with_suffix(".md"), markdown)
-        figures.write_report(figs, stem.with_suffix(".html.tmp"), f"reproduce-65 on {dataset}").replace(stem.with_suffix(".html"))
+        with atomic_path(stem.with_suffix(".html")) as tmp:
+            figures.write_report(figs, tmp, f"reproduce-65 on {dataset}")
     return Outcome(reached, verdict, stem.with_suffix(".md"), parent.info.run_id, results, leaks)
 
 

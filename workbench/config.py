@@ -125,8 +125,8 @@ def resolve_experiment_path(name_or_path: str) -> Path:
     return path
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """`train.epochs=5` -> (['train', 'epochs'], 5); the value is read as YAML (numbers, lists, null)."""
+def parse_override(item: str) -> tuple[str, Any]:
+    """`train.epochs=5` -> ('train.epochs', 5); the value is read as YAML (numbers, lists, null)."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise WorkbenchError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=5")
@@ -134,17 +134,17 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return key.strip().split("."), value
+    return key.strip(), value
 
 
-def set_dotted(tree: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
-    """set_dotted(tree, "train.epochs", 5) sets tree["train"]["epochs"] = 5."""
+def set_dotted(tree: dict[str, Any], key: str, value: Any, where: str | None = None) -> dict[str, Any]:
+    """set_dotted(tree, "train.epochs", 5) sets tree["train"]["epochs"] = 5; `where` starts the error message."""
     keys = key.split(".")
     node = tree
     for k in keys[:-1]:
         child = node.setdefault(k, {})
         if not isinstance(child, dict):
-            raise WorkbenchError(f"{key}: {k} is not a section")
+            raise WorkbenchError(f"{where or key}: {k} is not a section")
         node = child
     node[keys[-1]] = value
     return tree
@@ -152,11 +152,8 @@ def set_dotted(tree: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
 
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for item in overrides:
-        keys, value = parse_override(item)
-        try:
-            set_dotted(tree, ".".join(keys), value)
-        except WorkbenchError as err:
-            raise WorkbenchError(f"--set {item!r}: {str(err).split(': ', 1)[1]}") from None
+        key, value = parse_override(item)
+        set_dotted(tree, key, value, where=f"--set {item!r}")
     return tree
 
 

@@ -139,18 +139,19 @@ def expand(paths: list[str]) -> list[tuple[Path, Path]]:
 
 
 def write_rows(path: Path, rows: list[dict], fields: list[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    from workbench.files import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:  # closed before the rename
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 def process_image(predictor: Predictor, path: Path, out: Path) -> list[FacePrediction]:
     import cv2
 
     from workbench.data.decode import read_rgb
+    from workbench.files import atomic_path
 
     rgb = read_rgb(path)
     if rgb is None:
@@ -158,10 +159,8 @@ def process_image(predictor: Predictor, path: Path, out: Path) -> list[FacePredi
     found = predictor.faces(rgb, str(path))
     if not found:
         raise WorkbenchError(f"no face found (try a smaller --min-face than {predictor.detector.min_face})")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
-    cv2.imwrite(str(tmp), annotate(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), found))
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        cv2.imwrite(str(tmp), annotate(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), found))
     return found
 
 
@@ -170,18 +169,18 @@ def process_video(predictor: Predictor, path: Path, out_video: Path, out_csv: Pa
     import cv2
     from tqdm import tqdm
 
+    from workbench.files import atomic_path
+
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise WorkbenchError("unreadable video (not a video file, or a codec OpenCV lacks)")
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    out_video.parent.mkdir(parents=True, exist_ok=True)
-    tmp_video = out_video.with_name(out_video.stem + ".tmp" + out_video.suffix)
     writer = None
     found: list[FacePrediction] = []
     last: list[FacePrediction] = []
     frame = 0
-    with tqdm(total=total, desc=path.name, unit="frame", leave=False) as bar:
+    with atomic_path(out_video) as tmp_video, tqdm(total=total, desc=path.name, unit="frame", leave=False) as bar:
         while True:
             ok, bgr = cap.read()
             if not ok:
@@ -194,11 +193,10 @@ def process_video(predictor: Predictor, path: Path, out_video: Path, out_csv: Pa
             writer.write(annotate(bgr, last))  # frames in between keep the last boxes
             frame += 1
             bar.update()
-    cap.release()
-    if writer is None:
-        raise WorkbenchError("the video has no frames OpenCV can decode")
-    writer.release()
-    tmp_video.replace(out_video)
+        cap.release()
+        if writer is None:
+            raise WorkbenchError("the video has no frames OpenCV can decode")
+        writer.release()
     write_rows(out_csv, [f.row() for f in found], fields)
     if not found:
         raise WorkbenchError(f"no face found in {frame} frames (annotated video and empty CSV written)")

@@ -124,7 +124,7 @@ def _is_int(param: Param) -> bool:
 
 
 def _typed(param: Param, value: Any) -> Any:
-    return int(value) if param.choices is None and _is_int(param) else value
+    return int(value) if _is_int(param) else value
 
 
 def suggest(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:

@@ -16,11 +16,11 @@ import tempfile
 import time
 import warnings
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from workbench.cli import add_config_arguments, quiet_tensorflow, user_errors
+from workbench.errors import WorkbenchError
 
 DEFAULT_TRIALS = 40
 FINISHED = ("COMPLETE", "PRUNED")
@@ -61,7 +61,6 @@ def worker_index(value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        from workbench.errors import WorkbenchError
         raise WorkbenchError(f"--worker-index {value!r}: expected a number or 'auto'") from None
 
 
@@ -105,17 +104,9 @@ class SurplusTrial(Exception):
     """Another worker filled the study while this trial was being created: it is failed, not run."""
 
 
-@dataclass
-class TrialOutcome:
-    value: float
-    pruned: bool
-    epochs: int
-
-
 class Sweep:
     def __init__(self, args: argparse.Namespace):
         from workbench.config import apply_overrides, config_from_dict, load_tree, set_dotted
-        from workbench.errors import WorkbenchError
         from workbench.search_space import check_space, load_spec
 
         self.args = args
@@ -133,7 +124,6 @@ class Sweep:
         self.best_dir = Path(args.best_dir) if args.best_dir else None
         if self.storage_url.startswith("sqlite:///"):
             Path(self.storage_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self._errors = WorkbenchError
 
     # --- Optuna -------------------------------------------------------------------------------
     def make_study(self):
@@ -164,7 +154,7 @@ class Sweep:
                 last_error = err
                 time.sleep(1 + attempt)
         else:
-            raise self._errors(f"--storage {self.masked_storage()}: cannot use it "
+            raise WorkbenchError(f"--storage {self.masked_storage()}: cannot use it "
                                f"({str(last_error.orig if hasattr(last_error, 'orig') else last_error).splitlines()[0]})")
         mark = fingerprint(self.spec, self.base_tree)
         known = study.user_attrs.get("fingerprint")
@@ -172,7 +162,7 @@ class Sweep:
             study.set_user_attr("fingerprint", mark)
             study.set_user_attr("space_file", str(self.spec_path))
         elif known != mark:
-            raise self._errors(f"study {self.study_name!r} in {self.masked_storage()} was created with a different "
+            raise WorkbenchError(f"study {self.study_name!r} in {self.masked_storage()} was created with a different "
                                f"search space or base config; resume it unchanged or pick a new --study name")
         # Resumed or joined: draw new random start-up points, not the first session's again.
         study.sampler = self._sampler(len(study.trials) + 7919 * self.worker)
