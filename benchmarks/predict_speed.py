@@ -18,11 +18,10 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-from workbench.config import ModelConfig  # noqa: E402
 from workbench.data import SAMPLE_EXPW  # noqa: E402
 from workbench.data.decode import read_rgb, resize_face  # noqa: E402
 from workbench.files import write_json_atomic  # noqa: E402
-from workbench.model import build_model  # noqa: E402
+from workbench.models.registry import make_model  # noqa: E402
 from workbench.predict import Predictor  # noqa: E402
 
 
@@ -32,14 +31,14 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=60)
     args = parser.parse_args()
 
-    model = build_model(ModelConfig(), 64, 1e-3)
+    model = make_model("reference", (48, 48, 1), 7)  # the baseline's shape: 48x48 grey
     predictor = Predictor(model, min_face=32, threshold=0.0, batch_size=64)
     photos = [read_rgb(p) for p in sorted((SAMPLE_EXPW.parent / "origin").glob("*.jpg"))]
 
     t0 = time.perf_counter()
     boxes = [predictor.detector.detect(p) for p in photos]
     detect_ips = len(photos) / (time.perf_counter() - t0)
-    crops = np.stack([resize_face(p[b.top:b.bottom, b.left:b.right], 64) for p, bs in zip(photos, boxes) for b in bs])
+    crops = np.stack([resize_face(p[b.top:b.bottom, b.left:b.right], 48, 1) for p, bs in zip(photos, boxes) for b in bs])
     crops = np.concatenate([crops] * max(1, 512 // len(crops)))[:512].astype(np.float32)
 
     predictor.classify(photos[0], boxes[0] or [])  # warm-up (graph tracing)

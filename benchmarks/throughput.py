@@ -1,10 +1,10 @@
-"""Training throughput: this pipeline (tf.data + Keras preprocessing layers) vs the original project's
-legacy ImageDataGenerator(...).flow, same model, same faces, same batch size, in one process;
-plus decoded-face cache load times (cold = decode, warm = cached .npy).
+"""Training throughput of each model, input form and precision, against the original project's way
+(reference CNN at 64x64 RGB, float32, legacy ImageDataGenerator(...).flow), in one process on the same
+faces; plus decoded-face cache load times (cold = decode, warm = cached .npy).
 
-    python benchmarks/throughput.py [--steps 40 --rounds 5] [--data PATH] [--json benchmarks/results/throughput.json]
+    python benchmarks/throughput.py [--steps 20 --rounds 3] [--data PATH] [--json benchmarks/results/throughput.json]
 
-Prints a table and writes JSON. Run it on an otherwise idle machine: both pipelines share the cores.
+Prints a table and writes JSON. Run it on an otherwise idle machine: the rows share the cores.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.cli import quiet_tensorflow
@@ -26,38 +27,71 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from workbench.augment import ORIGINAL_ROTATION_DEG, ORIGINAL_SHEAR_DEG, ORIGINAL_SHIFT, ORIGINAL_ZOOM, training_dataset  # noqa: E402
-from workbench.config import ExperimentConfig  # noqa: E402
+from workbench import NUM_CLASSES, recipe  # noqa: E402
+from workbench.augment import ORIGINAL, Ranges, training_dataset  # noqa: E402
+from workbench.config import ExperimentConfig, load_config  # noqa: E402
 from workbench.data import DEFAULT_DATASET, load_faces  # noqa: E402
-from workbench.experiment import seed_everything  # noqa: E402
+from workbench.experiment import build_compiled_model, seed_everything  # noqa: E402
 from workbench.files import write_json_atomic  # noqa: E402
-from workbench.model import build_model  # noqa: E402
+
+
+@dataclass
+class Row:
+    name: str
+    model: str
+    size: int
+    channels: int
+    precision: str
+    pipeline: str  # "original" (ImageDataGenerator) or "tf.data"
+
+
+def rows_to_time(default_precision: str) -> list[Row]:
+    rows = [
+        Row("original way: reference@64 RGB fp32, ImageDataGenerator", "reference", 64, 3, "float32", "original"),
+        Row("reference@64 RGB fp32, tf.data", "reference", 64, 3, "float32", "tf.data"),
+        Row("reference@48 grey fp32, tf.data", "reference", 48, 1, "float32", "tf.data"),
+        Row("reference@48 grey bf16, tf.data", "reference", 48, 1, "mixed_bfloat16", "tf.data"),
+        Row(f"vgg@48 grey {default_precision}, tf.data", "vgg", 48, 1, default_precision, "tf.data"),
+        Row(f"mini_xception@48 grey {default_precision}, tf.data", "mini_xception", 48, 1, default_precision, "tf.data"),
+    ]
+    return rows
 
 
 def original_flow(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
     """The original project's input: legacy ImageDataGenerator with its ranges, on float32 arrays."""
     gen = tf.keras.preprocessing.image.ImageDataGenerator(
-        rotation_range=ORIGINAL_ROTATION_DEG, width_shift_range=ORIGINAL_SHIFT, height_shift_range=ORIGINAL_SHIFT,
-        shear_range=ORIGINAL_SHEAR_DEG, zoom_range=ORIGINAL_ZOOM, horizontal_flip=True)
-    return gen.flow(images.astype(np.float32), tf.keras.utils.to_categorical(labels, 7), batch_size=batch_size, seed=seed)
+        rotation_range=ORIGINAL.rotation_deg, width_shift_range=ORIGINAL.shift, height_shift_range=ORIGINAL.shift,
+        shear_range=ORIGINAL.shear_deg, zoom_range=ORIGINAL.zoom, horizontal_flip=True)
+    return gen.flow(images.astype(np.float32), tf.keras.utils.to_categorical(labels, NUM_CLASSES),
+                    batch_size=batch_size, seed=seed)
 
 
-def time_training(inputs: dict, cfg: ExperimentConfig, steps: int, warmup: int, rounds: int) -> dict[str, list[float]]:
-    """Images/s of each input pipeline, each with its own freshly built model. The pipelines take turns,
-    `rounds` times, so that a slow patch of a shared machine hits both alike; warm-up steps (graph
-    tracing, tf.data autotune) are not timed."""
+def time_training(rows: list[Row], faces_by_shape: dict, cfg: ExperimentConfig, steps: int, warmup: int,
+                  rounds: int) -> dict[str, list[float]]:
+    """Images/s of each row, each with its own freshly built model. The rows take turns, `rounds` times,
+    so that a slow patch of a shared machine hits all alike; warm-up steps (graph tracing, tf.data
+    autotune) are not timed."""
     models, data = {}, {}
-    for name, make_input in inputs.items():
-        seed_everything(cfg.seed, cfg.train.deterministic)
-        models[name] = build_model(cfg.model, cfg.data.image_size, cfg.train.learning_rate)
-        data[name] = make_input()
-        models[name].fit(data[name], epochs=1, steps_per_epoch=warmup, verbose=0)
-    rates: dict[str, list[float]] = {name: [] for name in inputs}
+    bs = cfg.train.batch_size
+    a = cfg.augment
+    ranges = Ranges(a.rotation_deg, a.shift, a.shear_deg, a.zoom, a.flip)
+    for row in tqdm(rows, desc="building", unit="model"):
+        images, labels = faces_by_shape[(row.size, row.channels)]
+        seed_everything(cfg.seed, False)
+        c = cfg.model_copy(deep=True)
+        c.model.name = row.model
+        models[row.name] = build_compiled_model(c, images.shape[1:], steps, row.precision)
+        if row.pipeline == "original":
+            data[row.name] = original_flow(images, labels, bs, cfg.seed)
+        else:
+            data[row.name] = training_dataset(images, labels, bs, a.strength, cfg.seed, ranges).repeat()
+        models[row.name].fit(data[row.name], epochs=1, steps_per_epoch=warmup, verbose=0)
+    rates: dict[str, list[float]] = {row.name: [] for row in rows}
     for _ in tqdm(range(rounds), desc="timing rounds", unit="round"):
-        for name in inputs:
+        for row in rows:
             started = time.perf_counter()
-            models[name].fit(data[name], epochs=1, steps_per_epoch=steps, verbose=0)
-            rates[name].append(steps * cfg.train.batch_size / (time.perf_counter() - started))
+            models[row.name].fit(data[row.name], epochs=1, steps_per_epoch=steps, verbose=0)
+            rates[row.name].append(steps * bs / (time.perf_counter() - started))
     return rates
 
 
@@ -75,8 +109,8 @@ def time_cache(cfg: ExperimentConfig) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40, help="timed training steps per pipeline and round")
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds, the pipelines taking turns")
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps per pipeline and round")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds, the pipelines taking turns")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--data", default=str(DEFAULT_DATASET), help="dataset for the training and cache timings")
     parser.add_argument("--cache-data", nargs="*", default=[],
@@ -84,23 +118,25 @@ def main() -> int:
     parser.add_argument("--json", default="benchmarks/results/throughput.json")
     args = parser.parse_args()
 
-    cfg = ExperimentConfig()
-    cfg.data.path = args.data
-    faces = load_faces(cfg.data, cfg.seed)
-    train = faces.subset(faces.splits == "train") if faces.has_official_split else faces
-    images, labels, bs = train.images, train.labels, cfg.train.batch_size
+    cfg = load_config("baseline")
+    faces_by_shape = {}
+    for size, channels in ((64, 3), (48, 1)):
+        data_cfg = cfg.data.model_copy(update={"path": args.data, "image_size": size, "channels": channels})
+        faces = load_faces(data_cfg, cfg.seed)
+        train = faces.subset(np.flatnonzero(faces.splits == "train")) if faces.has_official_split else faces
+        faces_by_shape[(size, channels)] = (train.images, train.labels)
+    bs = cfg.train.batch_size
+    images = faces_by_shape[(48, 1)][0]
     steps = min(args.steps, len(images) // bs)  # one fit call must not run past one pass of the flow
-
-    rates = time_training({
-        "original": lambda: original_flow(images, labels, bs, cfg.seed),
-        "this": lambda: training_dataset(images, labels, bs, 1.0, cfg.seed).repeat(),
-    }, cfg, steps, args.warmup, args.rounds)
-    orig, ours = statistics.median(rates["original"]), statistics.median(rates["this"])
-    rows = [
-        ("train img/s, ImageDataGenerator.flow (original), median", orig),
-        ("train img/s, tf.data + Keras layers (this), median", ours),
-        ("ratio this / original", ours / orig),
-    ]
+    default_precision = recipe.resolve_precision("auto")
+    rows_spec = rows_to_time(default_precision)
+    rates = time_training(rows_spec, faces_by_shape, cfg, steps, args.warmup, args.rounds)
+    medians = {name: statistics.median(r) for name, r in rates.items()}
+    orig = medians[rows_spec[0].name]
+    default_row = next(r.name for r in rows_spec if r.model == cfg.model.name and r.size == cfg.data.image_size
+                       and r.channels == cfg.data.channels and r.precision == default_precision)
+    rows = [(f"train img/s, {name}, median", rate) for name, rate in medians.items()]
+    rows.append((f"ratio default path ({default_row}) / original way", medians[default_row] / orig))
 
     caches = {}
     for path in [args.data, *args.cache_data]:
@@ -120,11 +156,11 @@ def main() -> int:
         print(f"{name:<{width}}  {value:,.2f}")
 
     result = {
-        "batch_size": bs, "steps": steps, "augment_strength": 1.0, "train_faces": int(len(images)),
-        "rounds": args.rounds,
-        "images_per_second": {"original_image_data_generator": orig, "tf_data_keras_layers": ours},
-        "images_per_second_per_round": rates,
-        "ratio": ours / orig, "cache": caches, "peak_rss_mib": peak_rss_mib,
+        "batch_size": bs, "steps": steps, "augment": cfg.augment.model_dump(), "train_faces": int(len(images)),
+        "rounds": args.rounds, "rows": [r.__dict__ for r in rows_spec],
+        "images_per_second": medians, "images_per_second_per_round": rates,
+        "default_row": default_row, "ratio_default_over_original": medians[default_row] / orig,
+        "cache": caches, "peak_rss_mib": peak_rss_mib,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
                     "tensorflow": tf.__version__, "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]},
     }

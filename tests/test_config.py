@@ -7,7 +7,10 @@ from workbench.errors import WorkbenchError
 def test_baseline_loads_with_reference_model():
     cfg = load_config("baseline")
     assert cfg.name == "baseline"
-    assert cfg.model.filters == [32, 64, 128, 256, 512]
+    assert cfg.model.name == "reference" and cfg.model.filters is None  # the model's own widths:
+    from workbench.models import DEFAULT_FILTERS
+
+    assert DEFAULT_FILTERS["reference"] == (32, 64, 128, 256, 512)
     assert cfg.model.dense_units == 1024
     assert cfg.protocol == "split-then-resample"
     assert cfg.data.path is None  # the bundled sample
@@ -24,7 +27,7 @@ def test_set_overrides_are_typed_and_nested():
 
 def test_flat_params_cover_every_key():
     flat = load_config("baseline").flat()
-    assert flat["train.epochs"] == 12 and flat["augment.strength"] == 1.0 and "data.min_confidence" in flat
+    assert flat["train.epochs"] == load_config("baseline").train.epochs and flat["model.name"] == "reference" and flat["augment.strength"] == 1.0 and "data.min_confidence" in flat
 
 
 @pytest.mark.parametrize("override, expected", [

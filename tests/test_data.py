@@ -22,7 +22,7 @@ def load(path, cache_dir, **kw):
 # --- FER-2013 CSV -----------------------------------------------------------------------------
 
 def test_fer_sample_is_the_default_with_official_split(cache_dir):
-    faces = load(None, cache_dir)
+    faces = load(None, cache_dir, image_size=64, channels=3)
     assert faces.path == str(DEFAULT_DATASET) and faces.format == "fer2013"
     assert faces.images.shape == (3500, 64, 64, 3) and faces.images.dtype == np.uint8
     assert faces.class_counts() == {name: 500 for name in CLASS_NAMES}
@@ -34,13 +34,35 @@ def test_fer_sample_is_the_default_with_official_split(cache_dir):
 
 
 def test_fer_pixels_match_the_csv(cache_dir):
-    faces = load(None, cache_dir)
+    faces = load(None, cache_dir, image_size=64, channels=3)
     with gzip.open(DEFAULT_DATASET, "rt") as f:
         f.readline()
         emotion, pixels, usage = f.readline().strip().split(",")
     gray = np.array(pixels.split(), dtype=np.uint8).reshape(48, 48)
     assert faces.labels[0] == int(emotion)
     assert np.array_equal(faces.images[0], resize_face(gray, 64))
+
+
+def test_fer_native_form_is_the_csv_pixels_untouched(cache_dir):
+    """48x48 grey (the default): the very pixels of the CSV, no resampling."""
+    faces = load(None, cache_dir)
+    assert faces.images.shape == (3500, 48, 48, 1)
+    with gzip.open(DEFAULT_DATASET, "rt") as f:
+        f.readline()
+        _, pixels, _ = f.readline().strip().split(",")
+    assert np.array_equal(faces.images[0, :, :, 0], np.array(pixels.split(), dtype=np.uint8).reshape(48, 48))
+
+
+def test_resize_linear_is_cv2_resize_as_the_original_called_it(cache_dir):
+    """data.resize=linear: bit-identical to the original's cv2.resize(crop, (64, 64))."""
+    faces = load(SAMPLE_EXPW, cache_dir, image_size=64, channels=3, resize="linear")
+    b = next(b for b in parse_label_file(SAMPLE_EXPW) if min(b.bottom - b.top, b.right - b.left) > 100)  # shrunk
+    bgr = cv2.imread(str(SAMPLE_EXPW.parent / "origin" / b.image))
+    original = cv2.cvtColor(cv2.resize(bgr[b.top:b.bottom, b.left:b.right], (64, 64)), cv2.COLOR_BGR2RGB)
+    i = list(faces.ids).index(f"{b.image}#{b.face_id}")
+    assert np.array_equal(faces.images[i], original)
+    area = load(SAMPLE_EXPW, cache_dir, image_size=64, channels=3)
+    assert area.digest != faces.digest and not np.array_equal(area.images[i], original)
 
 
 def _write_csv(path: Path, rows: list[str], header="emotion,pixels,Usage"):
@@ -100,7 +122,8 @@ def test_cache_hit_returns_the_same_faces_memory_mapped(cache_dir):
 
 def test_cache_key_changes_with_parameters_and_content(tmp_path, cache_dir):
     a = load(SAMPLE_EXPW, cache_dir).digest
-    assert load(SAMPLE_EXPW, cache_dir, image_size=48).digest != a
+    assert load(SAMPLE_EXPW, cache_dir, image_size=64).digest != a
+    assert load(SAMPLE_EXPW, cache_dir, channels=3).digest != a
     copy = tmp_path / "expw"
     shutil.copytree(SAMPLE_EXPW.parent, copy)
     assert load(copy / "label.lst", cache_dir).digest == a  # content, not location
@@ -132,7 +155,7 @@ def test_clip_box_math():
 
 
 def test_expw_sample_crops_rows_top_bottom_and_columns_left_right(cache_dir):
-    faces = load(SAMPLE_EXPW, cache_dir)
+    faces = load(SAMPLE_EXPW, cache_dir, image_size=64, channels=3)
     boxes = parse_label_file(SAMPLE_EXPW)
     assert len(faces) == len(boxes) == 67 and faces.format == "expw"
     assert set(faces.groups) == {b.image for b in boxes}  # group id = source image

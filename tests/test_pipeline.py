@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from workbench import NUM_CLASSES
-from workbench.config import ORIGINAL_PROTOCOL, DataConfig, ExperimentConfig, ModelConfig, SplitConfig
+from workbench.config import ORIGINAL_PROTOCOL, DataConfig, ExperimentConfig, SplitConfig, load_config
 from workbench.data import SAMPLE_EXPW, load_faces
 from workbench.protocol import prepare
 from workbench.split import honest_split, original_split
@@ -106,9 +106,9 @@ def test_augment_strength_zero_is_identity_and_one_changes_faces(fer):
 
 
 def test_reference_cnn_structure_follows_config():
-    from workbench.model import build_model
+    from workbench.models.registry import make_model
 
-    model = build_model(ModelConfig(conv_dropout=0.3, dense_dropout=0.4), 64, 1e-3)
+    model = make_model("reference", (64, 64, 3), 7, conv_dropout=0.3, dense_dropout=0.4)
     convs = [l for l in model.layers if l.__class__.__name__ == "Conv2D"]
     assert [c.filters for c in convs] == [32, 64, 128, 256, 512]
     assert all(c.kernel_size == (3, 3) and c.padding == "same" for c in convs)
@@ -118,5 +118,62 @@ def test_reference_cnn_structure_follows_config():
     assert drops == [0.3] * 5 + [0.4]
     dense = [l for l in model.layers if l.__class__.__name__ == "Dense"]
     assert [d.units for d in dense] == [1024, 7] and dense[-1].activation.__name__ == "softmax"
-    assert model.optimizer.__class__.__name__ == "Adam"
     assert model.output_shape == (None, 7)
+
+
+def test_reference_dense_batchnorm_matches_the_original_layer_counts():
+    """The original's scoring model: 5 Conv2D, 6 BatchNormalization, 5 MaxPooling2D, 6 Dropout, 2 Dense,
+    the sixth BatchNormalization between Dense(1024) and its Dropout."""
+    from workbench.models.registry import make_model
+
+    model = make_model("reference", (64, 64, 3), 7, dense_batchnorm=True)
+    kinds = [l.__class__.__name__ for l in model.layers]
+    counts = {k: kinds.count(k) for k in ("Conv2D", "BatchNormalization", "MaxPooling2D", "Dropout", "Dense")}
+    assert counts == {"Conv2D": 5, "BatchNormalization": 6, "MaxPooling2D": 5, "Dropout": 6, "Dense": 2}
+    names = [l.name for l in model.layers]
+    assert names.index("dense") < names.index("dense_bn") < names.index("dense_dropout") < names.index("expression")
+
+
+@pytest.mark.parametrize("name, params", [("vgg", (1.15e6, 1.2e6)), ("mini_xception", (50e3, 65e3))])
+def test_modern_models_take_grey_48_and_have_their_size(name, params):
+    from workbench.models.registry import flops_per_image, make_model
+
+    model = make_model(name, (48, 48, 1), 7)
+    assert model.output_shape == (None, 7)
+    assert params[0] <= model.count_params() <= params[1]
+    assert flops_per_image(model) > 2 * model.count_params()  # convolutions reuse each weight many times
+
+
+def test_config_refuses_an_image_the_model_cannot_take():
+    from workbench.errors import WorkbenchError
+
+    with pytest.raises(WorkbenchError, match="image_size 16 is too small for model reference"):
+        load_config("baseline", ["data.image_size=16"])
+    with pytest.raises(WorkbenchError, match="at least 1 filter"):
+        load_config("baseline", ["model.filters=[0]"])
+    assert load_config("baseline", ["data.image_size=16", "model.name=vgg"]).model.name == "vgg"
+
+
+def test_mixed_precision_keeps_the_softmax_float32_and_restores_the_policy():
+    import keras
+
+    from workbench import recipe
+    from workbench.models.registry import make_model
+
+    with recipe.dtype_policy("mixed_bfloat16"):
+        model = make_model("vgg", (48, 48, 1), 7)
+    assert keras.config.dtype_policy().name == "float32"
+    assert model.get_layer("stage1_conv1").compute_dtype == "bfloat16"
+    assert model.get_layer("expression").compute_dtype == "float32"
+    assert recipe.resolve_precision("float32") == "float32"
+    assert recipe.resolve_precision("auto") in ("float32", "mixed_bfloat16")  # no GPU here
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    from workbench import recipe
+
+    lr = recipe.learning_rate("cosine", 1e-3, steps_per_epoch=10, epochs=10, warmup_epochs=2)
+    values = [float(lr(step)) for step in (0, 10, 20, 60, 99)]
+    assert values[0] < values[1] < values[2] and abs(values[2] - 1e-3) < 1e-9
+    assert values[2] > values[3] > values[4] >= 0
+    assert recipe.learning_rate("constant", 1e-3, 10, 10, 2) == 1e-3

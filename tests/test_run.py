@@ -1,4 +1,5 @@
 """End to end: a short real training run, and everything it must leave in MLflow."""
+import json
 import os
 import shutil
 import signal
@@ -65,7 +66,8 @@ def test_run_logs_params_metrics_and_tags(quick_run, store):
     assert tags["protocol"] == "split-then-resample"
     assert tags["version.tensorflow"].startswith("2.21") and tags["version.mlflow"]
     assert "git_commit" in tags
-    assert "lr=0.001" in run.info.run_name and "baseline" in run.info.run_name
+    assert f"lr={cfg.train.learning_rate:g}" in run.info.run_name and "baseline" in run.info.run_name
+    assert "reference" in run.info.run_name
 
 
 def test_run_logs_every_artifact(quick_run, store):
@@ -101,10 +103,11 @@ def test_dataset_lineage_is_logged(quick_run, store):
 
 def test_model_reloads_and_predicts(quick_run, store):
     _, result = quick_run
-    from workbench.data.fer2013 import load_fer2013
     from workbench.data import DEFAULT_DATASET
+    from workbench.data.decode import FaceShape
+    from workbench.data.fer2013 import load_fer2013
 
-    faces = load_fer2013(DEFAULT_DATASET, 64, 1, select=lambda n: np.arange(5))
+    faces = load_fer2013(DEFAULT_DATASET, FaceShape(48, 1), 1, select=lambda n: np.arange(5))
     x = faces.images.astype(np.float32)
     keras_model = mlflow.tensorflow.load_model(f"runs:/{result.run_id}/model")
     probs = keras_model.predict(x, verbose=0)
@@ -182,3 +185,50 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     assert bad_path.returncode == 2 and "Traceback" not in bad_path.stderr
     assert bad_path.stderr.strip().splitlines()[-1].startswith("error: data.path: /no/such/fer.csv does not exist")
     assert not (tmp_path / "m.db").exists() or "RUNNING" not in bad_path.stdout
+
+
+# Small enough to be quick, big enough (1,400 faces) that an epoch lasts long enough to kill it mid-run.
+RESUMABLE = ["train.epochs=4", "data.max_faces=1400", "data.image_size=32", "model.filters=[8,16,16,16,16]",
+             "model.dense_units=32", "train.warmup_epochs=0", "tracking.log_model=false"]
+
+
+def test_a_killed_run_resumes_in_the_same_mlflow_run(tmp_path):
+    """SIGKILL after epoch 2 of 4, then the same command: one FINISHED run, steps 0-3 once each,
+    and epoch 3 continues from epoch 2's weights instead of starting over."""
+    store = tmp_path / "mlruns"
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}", "BROWSER_PATH": "/nonexistent"}
+    args = ["baseline", *[a for s in RESUMABLE + [f"data.cache_dir={tmp_path / 'c'}"] for a in ("--set", s)]]
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.run", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline, state = time.time() + 300, None
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            states = list((store / "checkpoints").glob("*/state.json"))
+            if states and json.loads(states[0].read_text())["epochs_done"] >= 2:
+                proc.send_signal(signal.SIGKILL)
+                state = json.loads(states[0].read_text())
+                break
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
+    assert state is not None and state["epochs_done"] == 2, "the run was not caught between epochs 2 and 4"
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("baseline").experiment_id])
+    assert run.info.status == "RUNNING"  # SIGKILL: nobody could end it
+    first_losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)]
+
+    again = _run_cli(args, env, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming MLflow run {run.info.run_id}" in again.stdout
+    (after,) = client.search_runs([run.info.experiment_id])
+    assert after.info.run_id == run.info.run_id and after.info.status == "FINISHED"
+    for key in ("loss", "val_loss", "val_accuracy", "learning_rate"):
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+        assert steps == [0, 1, 2, 3], (key, steps)
+    losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)]
+    assert losses[:len(first_losses)] == first_losses  # the epochs before the kill are kept as they were
+    # Continued, not restarted: epoch 3 is nearer epoch 2's loss than a fresh first epoch's.
+    assert abs(losses[2] - losses[1]) < abs(losses[2] - losses[0])
+    assert after.data.metrics["epochs_run"] == 4 and after.data.tags["resumed"] == "true"
+    assert not (store / "checkpoints" / run.info.run_id).exists()  # finished: checkpoint dropped

@@ -1,11 +1,13 @@
 """Augmentation as Keras preprocessing layers inside a tf.data input pipeline.
 
-One knob, `strength` in [0, 1]: 1.0 reproduces the original project's ImageDataGenerator ranges
-(rotation 20 deg, width/height shift 0.2, shear 0.2, zoom 0.2, horizontal flip), 0 is the identity.
+One knob, `strength` in [0, 1], scales every range; the ranges at strength 1.0 default to the original
+project's ImageDataGenerator (rotation 20 deg, width/height shift 0.2, shear 0.2, zoom 0.2, horizontal
+flip). 0 is the identity. A layer whose range is 0 is left out.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -13,38 +15,51 @@ import tensorflow as tf
 
 from workbench import NUM_CLASSES
 
-ORIGINAL_ROTATION_DEG = 20.0
-ORIGINAL_SHIFT = 0.2
-ORIGINAL_ZOOM = 0.2
-# ImageDataGenerator reads shear_range as an angle in degrees, so the original's 0.2 is a 0.2 degree
-# shear; Keras' RandomShear takes a fraction of the image, so the same shear is tan(0.2 deg).
-ORIGINAL_SHEAR_DEG = 0.2
+
+@dataclass(frozen=True)
+class Ranges:
+    rotation_deg: float = 20.0
+    shift: float = 0.2
+    # ImageDataGenerator reads shear_range as an angle in degrees, so the original's 0.2 is a 0.2 degree
+    # shear; Keras' RandomShear takes a fraction of the image, so the same shear is tan(0.2 deg).
+    shear_deg: float = 0.2
+    zoom: float = 0.2
+    flip: bool = True
 
 
-def build_augmenter(strength: float, seed: int) -> keras.Sequential | None:
-    """None at strength 0 (no layer at all, so the pipeline is exactly the identity)."""
+ORIGINAL = Ranges()
+
+
+def build_augmenter(strength: float, seed: int, ranges: Ranges = ORIGINAL) -> keras.Sequential | None:
+    """None at strength 0 or with every range 0 (no layer at all: the pipeline is exactly the identity)."""
     if strength <= 0:
         return None
     fill = "nearest"  # ImageDataGenerator's default fill mode
-    shear = math.tan(math.radians(ORIGINAL_SHEAR_DEG)) * strength
-    return keras.Sequential(
-        [
-            keras.layers.RandomRotation(ORIGINAL_ROTATION_DEG / 360.0 * strength, fill_mode=fill, seed=seed),
-            keras.layers.RandomTranslation(ORIGINAL_SHIFT * strength, ORIGINAL_SHIFT * strength, fill_mode=fill, seed=seed + 1),
-            keras.layers.RandomShear(x_factor=shear, y_factor=shear, fill_mode=fill, seed=seed + 2),
-            # Independent height and width factors, as ImageDataGenerator draws zx and zy separately.
-            keras.layers.RandomZoom(ORIGINAL_ZOOM * strength, ORIGINAL_ZOOM * strength, fill_mode=fill, seed=seed + 3),
-            keras.layers.RandomFlip("horizontal", seed=seed + 4),
-        ],
-        name="augment",
-    )
+    layers = []
+    # float32 whatever the model's precision policy: this runs in tf.data on raw 0..255 pixels.
+    kw = {"fill_mode": fill, "dtype": "float32"}
+    if ranges.rotation_deg > 0:
+        layers.append(keras.layers.RandomRotation(ranges.rotation_deg / 360.0 * strength, seed=seed, **kw))
+    if ranges.shift > 0:
+        layers.append(keras.layers.RandomTranslation(ranges.shift * strength, ranges.shift * strength,
+                                                     seed=seed + 1, **kw))
+    if ranges.shear_deg > 0:
+        shear = math.tan(math.radians(ranges.shear_deg)) * strength
+        layers.append(keras.layers.RandomShear(x_factor=shear, y_factor=shear, seed=seed + 2, **kw))
+    if ranges.zoom > 0:
+        # Independent height and width factors, as ImageDataGenerator draws zx and zy separately.
+        layers.append(keras.layers.RandomZoom(ranges.zoom * strength, ranges.zoom * strength, seed=seed + 3, **kw))
+    if ranges.flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 4, dtype="float32"))
+    return keras.Sequential(layers, name="augment") if layers else None
 
 
-def training_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, strength: float, seed: int) -> tf.data.Dataset:
+def training_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, strength: float, seed: int,
+                     ranges: Ranges = ORIGINAL) -> tf.data.Dataset:
     """Shuffled, augmented batches of (float32 images 0..255, one-hot labels), prefetched."""
     images_t = tf.constant(images)
     labels_t = tf.one_hot(labels, NUM_CLASSES)
-    augmenter = build_augmenter(strength, seed)
+    augmenter = build_augmenter(strength, seed, ranges)
     n = len(images)
     # Shuffle indices, not images: the shuffle buffer then costs 8 bytes a face.
     ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size)

@@ -16,9 +16,9 @@ from pathlib import Path
 from workbench.cli import user_errors
 from workbench.errors import WorkbenchError
 
-KEY_PARAMS = ("train.learning_rate", "augment.strength", "balance.smote", "model.conv_dropout",
+KEY_PARAMS = ("model.name", "train.learning_rate", "augment.strength", "balance.smote", "model.conv_dropout",
               "model.dense_dropout", "train.epochs", "protocol")
-SHORT = {"train.learning_rate": "lr", "augment.strength": "aug", "balance.smote": "smote",
+SHORT = {"model.name": "model", "train.learning_rate": "lr", "augment.strength": "aug", "balance.smote": "smote",
          "model.conv_dropout": "conv_drop", "model.dense_dropout": "dense_drop", "train.epochs": "epochs",
          "protocol": "protocol"}
 CURVES = ("val_macro_f1", "val_accuracy")

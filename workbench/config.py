@@ -8,6 +8,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from workbench.errors import WorkbenchError
+from workbench.models import min_image_size
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 
@@ -28,7 +29,10 @@ class DataConfig(_Section):
                                                     "<image stem>_<face_id>.jpg (any subfolders); used instead of the originals")
     min_confidence: float = Field(0.0, description="ExpW: keep faces with confidence strictly above this")
     max_faces: int | None = Field(None, gt=0, description="sample this many faces (seeded) after filtering")
-    image_size: int = Field(64, ge=16, le=256)
+    image_size: int = Field(48, ge=16, le=256, description="faces are resized to image_size x image_size")
+    channels: Literal[1, 3] = Field(1, description="1 = grayscale (FER-2013's own form), 3 = RGB")
+    resize: Literal["area", "linear"] = Field("area", description="shrinking: area (no aliasing) or linear "
+                                                                  "(cv2.resize's default, as the original)")
     max_skip_fraction: float = Field(0.01, ge=0.0, le=1.0)
     cache_dir: str | None = Field(None, description="decoded-face cache (default: ~/.cache/fer-workbench)")
     workers: int | None = Field(None, gt=0, description="decode threads (default: all cores)")
@@ -47,20 +51,51 @@ class BalanceConfig(_Section):
 
 
 class AugmentConfig(_Section):
+    """Each range is the one used at strength 1.0; `strength` scales them all (0 = no augmentation).
+    The defaults are the original project's ImageDataGenerator ranges."""
+
     strength: float = Field(1.0, ge=0.0, le=1.0)
+    rotation_deg: float = Field(20.0, ge=0.0, le=180.0)
+    shift: float = Field(0.2, ge=0.0, lt=1.0, description="fraction of the width/height")
+    shear_deg: float = Field(0.2, ge=0.0, lt=45.0, description="ImageDataGenerator's shear_range, in degrees")
+    zoom: float = Field(0.2, ge=0.0, lt=1.0)
+    flip: bool = True
 
 
 class ModelConfig(_Section):
-    filters: list[int] = Field(default_factory=lambda: [32, 64, 128, 256, 512], min_length=1)
+    name: Literal["reference", "vgg", "mini_xception"] = "reference"
+    filters: list[int] | None = Field(None, min_length=1, description="per block/stage; null = the model's own")
     conv_dropout: float = Field(0.25, ge=0.0, lt=1.0)
-    dense_units: int = Field(1024, gt=0)
+    dense_units: int = Field(1024, gt=0, description="reference only")
+    dense_batchnorm: bool = Field(False, description="reference only: Dense -> BatchNorm -> Dropout, as the "
+                                                     "original's scoring model")
     dense_dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    bn_momentum: float = Field(0.99, gt=0.0, lt=1.0, description="BatchNorm's moving-average momentum (Keras: "
+                                                                 "0.99); lower settles in fewer steps")
+
+    @model_validator(mode="after")
+    def _positive_filters(self) -> "ModelConfig":
+        if self.filters is not None and min(self.filters) < 1:
+            raise ValueError("model.filters: every block needs at least 1 filter")
+        return self
 
 
 class TrainConfig(_Section):
     epochs: int = Field(12, ge=1)
     batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(1e-3, gt=0.0, lt=1.0)
+    learning_rate: float = Field(1e-3, gt=0.0, lt=1.0, description="the peak rate for schedule=cosine")
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0.0, lt=1.0, description="decoupled weight decay (all optimizers)")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only (Nesterov)")
+    schedule: Literal["constant", "cosine", "plateau"] = "constant"
+    warmup_epochs: float = Field(0.0, ge=0.0, description="cosine: linear warm-up before the decay")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
+        "float32", description="auto = bf16 on CPUs with AVX512-BF16/AMX, fp16 on a GPU, else float32")
+    monitor: Literal["val_accuracy", "val_macro_f1", "val_loss"] = Field(
+        "val_accuracy", description="picks the best epoch (restore_best) and drives early stopping")
+    restore_best: bool = Field(True, description="test the weights of the best validation epoch")
+    tta_flip: bool = Field(False, description="also predict the mirrored face and average (test-time)")
     early_stopping_patience: int | None = Field(None, ge=1)
     deterministic: bool = Field(True, description="TF op determinism: same config, same numbers on CPU")
 
@@ -74,7 +109,7 @@ class TrackingConfig(_Section):
 class ExperimentConfig(_Section):
     name: str = "baseline"
     protocol: Literal["split-then-resample", "original-smote-before-split"] = HONEST_PROTOCOL
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=2**31)
     data: DataConfig = Field(default_factory=DataConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     balance: BalanceConfig = Field(default_factory=BalanceConfig)
@@ -87,6 +122,14 @@ class ExperimentConfig(_Section):
     def _fractions_leave_training_data(self) -> "ExperimentConfig":
         if self.split.val_fraction + self.split.test_fraction >= 0.9:
             raise ValueError("split.val_fraction + split.test_fraction must be below 0.9")
+        return self
+
+    @model_validator(mode="after")
+    def _image_fits_model(self) -> "ExperimentConfig":
+        smallest = min_image_size(self.model.name, self.model.filters)
+        if self.data.image_size < smallest:
+            raise ValueError(f"data.image_size {self.data.image_size} is too small for model {self.model.name} "
+                             f"with {len(self.model.filters or []) or 'its default'} blocks (at least {smallest})")
         return self
 
     @property
@@ -163,6 +206,8 @@ def _format_validation_error(source: str, err: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{field}' (check the spelling; see experiments/baseline.yaml for the keys)"
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    if first["type"] == "value_error" and isinstance(first.get("input"), dict):  # a check across keys
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}{more}"
     return f"{source}: {field}: {first['msg']} (got {first.get('input')!r}){more}"
 
 

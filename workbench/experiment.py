@@ -1,6 +1,12 @@
-"""One experiment end to end: faces -> split/balance -> model -> metrics -> one MLflow run."""
+"""One experiment end to end: faces -> split/balance -> model -> metrics -> one MLflow run.
+
+A top-level run is resumable: it checkpoints every epoch, and the same config started again (or
+`resume_run_id`) continues the unfinished run in place: same run id, metrics continuing at their steps.
+"""
 from __future__ import annotations
 
+import hashlib
+import math
 import tempfile
 import time
 from collections.abc import Sequence
@@ -12,14 +18,17 @@ import mlflow
 import numpy as np
 import tensorflow as tf
 
-from workbench import figures, tracking
+from workbench import NUM_CLASSES, figures, recipe, tracking
+from workbench.augment import Ranges
+from workbench.balance import class_weights
 from workbench.config import ExperimentConfig
 from workbench.data import load_faces
 from workbench.data.faces import Faces
-from workbench.metrics import Evaluation, evaluate
-from workbench.model import build_model
+from workbench.metrics import Evaluation, chance_levels, evaluate
+from workbench.models import options_for
+from workbench.models.registry import flops_per_image, make_model
 from workbench.protocol import Prepared, prepare
-from workbench.train import fit
+from workbench.train import FitResult, fit
 
 
 @dataclass
@@ -32,6 +41,7 @@ class RunResult:
     lineage: dict
     model_uri: str | None
     tracking_uri: str
+    resumed_from: int = 0
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -45,38 +55,104 @@ def load_and_prepare(cfg: ExperimentConfig) -> tuple[Faces, Prepared]:
     return faces, prepare(faces, cfg)
 
 
+def resume_key(cfg: ExperimentConfig, data_digest: str) -> str:
+    """Same config and same data: the same run, to be continued rather than started again."""
+    return hashlib.sha256(f"{cfg.to_yaml()}\0{data_digest}".encode()).hexdigest()[:32]
+
+
+def build_compiled_model(cfg: ExperimentConfig, input_shape: tuple[int, int, int], steps_per_epoch: int,
+                         precision: str) -> keras.Model:
+    t = cfg.train
+    with recipe.dtype_policy(precision):
+        model = make_model(cfg.model.name, input_shape, NUM_CLASSES,
+                           **options_for(cfg.model.name, cfg.model.model_dump()))
+    lr = recipe.learning_rate(t.schedule, t.learning_rate, steps_per_epoch, t.epochs, t.warmup_epochs)
+    optimizer = recipe.make_optimizer(t.optimizer, lr, t.weight_decay, t.momentum)
+    if precision == "mixed_float16":  # float16 gradients underflow without loss scaling
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return recipe.compile_model(model, optimizer, t.label_smoothing)
+
+
+def predict(model: keras.Model, images: np.ndarray, tta_flip: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """(probabilities, probabilities without test-time flip or None when it is off)."""
+    x = images.astype(np.float32)
+    plain = model.predict(x, batch_size=256, verbose=0)
+    if not tta_flip:
+        return plain, None
+    mirrored = model.predict(x[:, :, ::-1, :], batch_size=256, verbose=0)
+    return (plain + mirrored) / 2, plain
+
+
 def run_experiment(cfg: ExperimentConfig, callbacks: Sequence[keras.callbacks.Callback] = (), nested: bool = False,
                    light: bool = False, tags: dict[str, str] | None = None,
                    data: tuple[Faces, Prepared] | None = None, evaluate_on: str = "test",
-                   verbose: bool = True) -> RunResult:
+                   verbose: bool = True, resume_run_id: str | None = None) -> RunResult:
     """Train and evaluate cfg as one MLflow run. `light` (sweep trials) skips the heavier artifacts:
-    the model, the face grids, the per-face manifest and the offline report page.
+    the model, the face grids, the per-face manifest and the offline report page, and checkpoints.
     `evaluate_on="val"` (sweep trials) never touches the test split: choices are made on validation."""
     seed_everything(cfg.seed, cfg.train.deterministic)
     faces, prepared = data or load_and_prepare(cfg)  # before the run: bad data never leaves a FAILED run
     experiment_id = tracking.configure(cfg.experiment_name)
+    key = resume_key(cfg, faces.digest)
+    resumable = not nested and not light
+    if resume_run_id is None and resumable:
+        resume_run_id = tracking.find_resumable_run(experiment_id, key)
+    precision = recipe.resolve_precision(cfg.train.precision)
     run_tags = {"protocol": cfg.protocol, "dataset": Path(faces.path).name, "dataset_digest": faces.digest[:16],
+                "model": cfg.model.name, "precision": precision, "resume_key": key,
                 **tracking.git_state(), **tracking.package_versions(), **(tags or {})}
     name = tracking.run_name(cfg, Path(faces.path).name)
-    with tracking.tracked_run(name, nested=nested, tags=run_tags) as run:
-        tracking.log_config(cfg)
-        lineage = tracking.log_dataset(prepared.parts(), prepared.synthetic, faces, cfg.protocol,
-                                       prepared.split_method, manifest=not light)
-        model = build_model(cfg.model, cfg.data.image_size, cfg.train.learning_rate)
-        started = time.perf_counter()
-        history = fit(model, prepared, cfg, callbacks, verbose=verbose)
-        train_seconds = time.perf_counter() - started
-        epochs_run = len(history.get("loss", []))
-        split = prepared.test if evaluate_on == "test" else prepared.val
-        eval_images = split.images.astype(np.float32)
-        ev = evaluate(split.labels, model.predict(eval_images, batch_size=256, verbose=0), prefix=f"{evaluate_on}_")
-        metrics = ev.metrics | {"epochs_run": float(epochs_run), "train_seconds": train_seconds,
-                                "train_images_per_second": len(prepared.train) * epochs_run / train_seconds}
-        # At the last epoch's step, so that val_accuracy's final value continues its per-epoch curve.
-        mlflow.log_metrics(metrics, step=max(epochs_run - 1, 0))
-        log_evaluation(ev, history, split.images, cfg.seed, light)
-        model_uri = None if light or not cfg.tracking.log_model else tracking.log_model(model, eval_images[:1])
-    return RunResult(run.info.run_id, experiment_id, metrics, history, ev, lineage, model_uri, tracking.tracking_uri())
+    with tracking.tracked_run(name, nested=nested, tags=run_tags, run_id=resume_run_id) as run:
+        run_id = run.info.run_id
+        if resume_run_id is not None:
+            print(f"resuming MLflow run {run_id} from its last finished epoch")
+        checkpoints = tracking.checkpoint_dir(run_id) if resumable else None
+        with tracking.owned(checkpoints):
+            if resume_run_id is None:
+                tracking.log_config(cfg)
+            lineage = tracking.log_dataset(prepared.parts(), prepared.synthetic, faces, cfg.protocol,
+                                           prepared.split_method, manifest=not light, inputs=resume_run_id is None)
+            steps = math.ceil(len(prepared.train) / cfg.train.batch_size)
+            model = build_compiled_model(cfg, prepared.train.images.shape[1:], steps, precision)
+            if resume_run_id is None:
+                mlflow.log_metrics({"model_parameters": float(model.count_params()),
+                                    "model_flops_per_image": float(flops_per_image(model))})
+            started = time.perf_counter()
+            result = train(model, cfg, prepared, callbacks, checkpoints, tracking.epoch_logger(run_id), verbose)
+            train_seconds = time.perf_counter() - started
+            epochs_run = len(result.history.get("loss", []))
+            epochs_here = epochs_run - result.resumed_from
+            split = prepared.test if evaluate_on == "test" else prepared.val
+            probs, plain = predict(model, split.images, cfg.train.tta_flip)
+            ev = evaluate(split.labels, probs, prefix=f"{evaluate_on}_")
+            metrics = ev.metrics | {"epochs_run": float(epochs_run), "best_epoch": float(result.best_epoch)}
+            metrics |= {f"{evaluate_on}_{k}": v for k, v in chance_levels(split.labels).items()}
+            if plain is not None:
+                no_tta = evaluate(split.labels, plain, prefix=f"{evaluate_on}_notta_").metrics
+                metrics |= {k: v for k, v in no_tta.items() if k.endswith(("accuracy", "macro_f1"))}
+            if epochs_here:  # a resumed run that had nothing left to train has no speed to report
+                metrics |= {"train_seconds": train_seconds,
+                            "train_images_per_second": len(prepared.train) * epochs_here / train_seconds}
+            # At the last epoch's step, so that val_accuracy's final value continues its per-epoch curve.
+            mlflow.log_metrics(metrics, step=max(epochs_run - 1, 0))
+            log_evaluation(ev, result.history, split.images, cfg.seed, light)
+            model_uri = None if light or not cfg.tracking.log_model else tracking.log_model(
+                model, split.images[:1].astype(np.float32))
+        tracking.drop_checkpoints(checkpoints)  # finished: nothing left to resume
+    return RunResult(run_id, experiment_id, metrics, result.history, ev, lineage, model_uri,
+                     tracking.tracking_uri(), result.resumed_from)
+
+
+def train(model: keras.Model, cfg: ExperimentConfig, prepared: Prepared, callbacks, checkpoints: Path | None,
+          log_epoch, verbose: bool) -> FitResult:
+    a, t = cfg.augment, cfg.train
+    return fit(model, (prepared.train.images, prepared.train.labels), (prepared.val.images, prepared.val.labels),
+               epochs=t.epochs, batch_size=t.batch_size, seed=cfg.seed, augment_strength=a.strength,
+               ranges=Ranges(a.rotation_deg, a.shift, a.shear_deg, a.zoom, a.flip),
+               class_weight=class_weights(prepared.train.labels) if cfg.balance.class_weight else None,
+               monitor=t.monitor, restore_best=t.restore_best, early_stopping_patience=t.early_stopping_patience,
+               plateau=t.schedule == "plateau", checkpoint_dir=checkpoints, log_epoch=log_epoch,
+               callbacks=callbacks, verbose=verbose)
 
 
 def log_evaluation(ev: Evaluation, history: dict[str, list[float]], test_images: np.ndarray, seed: int,

@@ -5,13 +5,16 @@ Each figure is written as interactive HTML and, where kaleido finds Chrome/Chrom
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import threading
 import warnings
 from pathlib import Path
 
 import kaleido
 import numpy as np
 import plotly.graph_objects as go
+from choreographer.browsers.chromium import Chromium
 from plotly.subplots import make_subplots
 
 from workbench import CLASS_NAMES
@@ -61,7 +64,8 @@ def face_grid(images: np.ndarray, ev: Evaluation, index: np.ndarray, title: str,
               for i in index]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, vertical_spacing=0.12, horizontal_spacing=0.02)
     for k, i in enumerate(index):
-        fig.add_trace(go.Image(z=images[i], hovertemplate=f"{titles[k]}<extra></extra>"), row=k // cols + 1, col=k % cols + 1)
+        face = images[i] if images.shape[-1] == 3 else np.repeat(images[i], 3, axis=-1)  # go.Image wants RGB
+        fig.add_trace(go.Image(z=face, hovertemplate=f"{titles[k]}<extra></extra>"), row=k // cols + 1, col=k % cols + 1)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.update_annotations(font_size=11)
@@ -80,24 +84,63 @@ def confident_mistakes(images: np.ndarray, ev: Evaluation, n: int = 10) -> go.Fi
     return face_grid(images, ev, order, f"The {len(order)} most confident mistakes")
 
 
+RENDER_TIMEOUT_S = 60  # a first PNG takes ~2 s (Chromium starting); a render never waits longer than this
+
+
+def find_browser() -> str | None:
+    """The Chrome/Chromium kaleido would start (BROWSER_PATH first), if it exists and can run."""
+    path = Chromium.find_browser(skip_local=False)
+    return path if path and os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
+def _bounded(fn, timeout: float):
+    """fn() in a daemon thread; raises TimeoutError if it has not returned within `timeout` seconds
+    (kaleido's server can die in its own thread and leave a caller waiting forever)."""
+    result: dict = {}
+
+    def target():
+        try:
+            result["value"] = fn()
+        except BaseException as err:  # noqa: BLE001 - handed to the caller
+            result["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True, name="png-render")
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"PNG rendering took over {timeout:.0f} s")
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
+def _png_note(reason: str) -> None:
+    global _PNG_NOTE_SHOWN
+    if not _PNG_NOTE_SHOWN:
+        print(f"note: PNG figures skipped ({reason}); the HTML figures are logged", file=sys.stderr)
+        _PNG_NOTE_SHOWN = True
+
+
 @contextlib.contextmanager
 def png_renderer():
     """Yields True while a kaleido server (one Chromium for all figures: ~0.15 s a PNG, not ~2 s) is up.
 
-    kaleido 1.x needs Chrome/Chromium; without one, say so once, plainly, and yield False.
+    kaleido 1.x needs Chrome/Chromium: without one, or if it does not answer in time, say so once,
+    plainly, and yield False. Nothing here waits without a bound.
     """
-    global _PNG_NOTE_SHOWN
+    if find_browser() is None:
+        _png_note(f"no Chrome/Chromium found; {PNG_HINT}")
+        yield False
+        return
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The kopts argument is ignored")
         try:
-            kaleido.start_sync_server(silence_warnings=True)
-            go.Figure().to_image(format="png", width=10, height=10)
+            _bounded(lambda: kaleido.start_sync_server(silence_warnings=True), RENDER_TIMEOUT_S)
+            _bounded(lambda: go.Figure().to_image(format="png", width=10, height=10), RENDER_TIMEOUT_S)
             available = True
-        except Exception:  # kaleido raises its own error types for a missing or broken browser
+        except Exception as err:  # kaleido raises its own error types for a missing or broken browser
             available = False
-            if not _PNG_NOTE_SHOWN:
-                print(f"note: PNG figures skipped ({PNG_HINT}); the HTML figures are logged", file=sys.stderr)
-                _PNG_NOTE_SHOWN = True
+            _png_note(f"the browser did not render: {type(err).__name__}; {PNG_HINT}")
         try:
             yield available
         finally:
@@ -109,7 +152,7 @@ _PNG_NOTE_SHOWN = False
 
 def _stop_renderer() -> None:
     try:
-        kaleido.stop_sync_server(silence_warnings=True)
+        _bounded(lambda: kaleido.stop_sync_server(silence_warnings=True), RENDER_TIMEOUT_S)
     except Exception:
         pass
 
@@ -124,10 +167,13 @@ def write_figures(figs: dict[str, go.Figure], out_dir: Path, png: bool = True) -
         written.append(out_dir / f"{name}.html")
     if png:
         with png_renderer() as available:
-            if available:
-                for name, fig in figs.items():
-                    fig.write_image(out_dir / f"{name}.png")
-                    written.append(out_dir / f"{name}.png")
+            for name, fig in figs.items() if available else ():
+                try:
+                    _bounded(lambda f=fig, n=name: f.write_image(out_dir / f"{n}.png"), RENDER_TIMEOUT_S)
+                except Exception as err:  # noqa: BLE001 - one failed PNG must not lose the run
+                    _png_note(f"{name}.png: {type(err).__name__}")
+                    break
+                written.append(out_dir / f"{name}.png")
     return written
 
 

@@ -54,3 +54,9 @@ def _evaluate(y_true: np.ndarray, probs: np.ndarray, prefix: str) -> Evaluation:
         y_pred=y_pred,
         probs=probs,
     )
+
+
+def chance_levels(y_true: np.ndarray) -> dict[str, float]:
+    """The accuracy of guessing: uniformly at random (1/7), and always the split's most common class."""
+    counts = np.bincount(y_true, minlength=len(CLASS_NAMES))
+    return {"chance_uniform": 1.0 / len(CLASS_NAMES), "chance_majority": float(counts.max() / max(1, counts.sum()))}

@@ -83,6 +83,7 @@ class Predictor:
 
         self.model, self.threshold, self.batch_size = model, threshold, batch_size
         self.size = int(model.input_shape[1])
+        self.channels = int(model.input_shape[-1])  # 1 = a grey model (FER-2013's form), 3 = RGB
         self.classes = list(CLASS_NAMES)
         self.detector = FaceDetector(min_face=min_face)
 
@@ -94,7 +95,8 @@ class Predictor:
 
         if not boxes:
             return []
-        crops = np.stack([resize_face(rgb[b.top:b.bottom, b.left:b.right], self.size) for b in boxes]).astype(np.float32)
+        crops = np.stack([resize_face(rgb[b.top:b.bottom, b.left:b.right], self.size, self.channels)
+                          for b in boxes]).astype(np.float32)
         probs = np.concatenate([np.asarray(self.model(crops[i:i + self.batch_size], training=False))
                                 for i in range(0, len(crops), self.batch_size)])
         out = []

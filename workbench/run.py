@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from workbench import CLASS_NAMES
 from workbench.cli import add_config_arguments, quiet_tensorflow, user_errors
 
 
@@ -11,6 +12,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("experiment", nargs="?", default="baseline",
                         help="a name in experiments/ (e.g. baseline) or a path to a YAML file")
     add_config_arguments(parser)
+    parser.add_argument("--resume", metavar="RUN_ID", default=None,
+                        help="continue this unfinished run (its own config.yaml; the same command resumes "
+                             "its last unfinished run by itself)")
     parser.add_argument("--register", metavar="NAME", default=None,
                         help="put the trained model into the MLflow model registry as NAME (models:/NAME/latest)")
     args = parser.parse_args(argv)
@@ -18,20 +22,29 @@ def main(argv: list[str] | None = None) -> int:
     with user_errors():
         from workbench.config import load_config
 
-        cfg = load_config(args.experiment, args.overrides)
+        cfg = resumed_config(args.resume) if args.resume else load_config(args.experiment, args.overrides)
         from workbench.experiment import run_experiment  # TensorFlow loads only once the config is valid
 
         if args.register and not cfg.tracking.log_model:
             from workbench.errors import WorkbenchError
             raise WorkbenchError("--register needs the model logged; drop --set tracking.log_model=false")
-        result = run_experiment(cfg)
+        result = run_experiment(cfg, resume_run_id=args.resume)
+        if result.resumed_from:
+            print(f"resumed run {result.run_id} after epoch {result.resumed_from}")
         m = result.metrics
         print()
         print(f"experiment {cfg.name} ({cfg.protocol}) on {result.lineage['path']}")
-        print(f"  test accuracy      {m['test_accuracy']:.4f}")
+        chance = max(m["test_chance_uniform"], m["test_chance_majority"])
+        print(f"  test accuracy      {m['test_accuracy']:.4f}   (chance: {m['test_chance_uniform']:.3f} uniform, "
+              f"{m['test_chance_majority']:.3f} always the commonest class)")
         print(f"  test macro-F1      {m['test_macro_f1']:.4f}")
         print(f"  balanced accuracy  {m['test_balanced_accuracy']:.4f}")
-        print(f"  epochs run         {int(m['epochs_run'])}")
+        print(f"  epochs run         {int(m['epochs_run'])} (best validation epoch {int(m['best_epoch']) + 1})")
+        if m["test_accuracy"] <= chance + 0.02:
+            print(f"  warning: the model does not beat chance ({chance:.3f}): train longer or check the data")
+        zero = [c for c in CLASS_NAMES if m[f"test_f1_{c}"] == 0]
+        if zero:
+            print(f"  warning: F1 is 0 for {', '.join(zero)} (never predicted right)")
         print(f"  MLflow run         {result.run_id} (experiment {cfg.experiment_name}, store {result.tracking_uri})")
         from workbench.tracking import register_model, ui_command
 
@@ -40,6 +53,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  registered model   models:/{args.register}/{version} (also models:/{args.register}/latest)")
         print(f"  see it in the UI:  {ui_command(result.tracking_uri)}")
     return 0
+
+
+def resumed_config(run_id: str):
+    """The config a run was started with (its config.yaml artifact)."""
+    import mlflow
+    import yaml
+
+    from workbench.config import config_from_dict
+    from workbench.errors import WorkbenchError
+    from workbench.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    try:
+        text = mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
+    except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing run or artifact
+        raise WorkbenchError(f"--resume {run_id}: no such run with a config.yaml in {tracking_uri()} "
+                             f"({type(err).__name__})") from None
+    return config_from_dict(yaml.safe_load(text), f"run {run_id} config.yaml")
 
 
 if __name__ == "__main__":

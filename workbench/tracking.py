@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -25,6 +26,7 @@ from mlflow.entities import RunStatus
 from workbench import CLASS_NAMES, NUM_CLASSES
 from workbench.config import ExperimentConfig
 from workbench.data.faces import Faces
+from workbench.files import write_json_atomic
 
 PACKAGES = ("tensorflow", "keras", "mlflow", "optuna", "imbalanced-learn", "scikit-learn", "opencv-python-headless",
             "numpy", "pandas", "plotly")
@@ -77,9 +79,14 @@ def _sigterm_as_interrupt(signum, frame):
 
 
 @contextlib.contextmanager
-def tracked_run(run_name: str, nested: bool = False, tags: dict[str, str] | None = None):
-    """An MLflow run that always ends: FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM."""
-    run = mlflow.start_run(run_name=run_name, nested=nested, tags=tags)
+def tracked_run(run_name: str, nested: bool = False, tags: dict[str, str] | None = None, run_id: str | None = None):
+    """An MLflow run that always ends: FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM.
+    With `run_id`, that (unfinished) run is reopened instead of a new one started."""
+    if run_id is not None:
+        run = mlflow.start_run(run_id=run_id, nested=nested)
+        mlflow.set_tags({**(tags or {}), "resumed": "true"})
+    else:
+        run = mlflow.start_run(run_name=run_name, nested=nested, tags=tags)
     restore = None
     if threading.current_thread() is threading.main_thread():
         restore = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
@@ -101,7 +108,7 @@ def tracked_run(run_name: str, nested: bool = False, tags: dict[str, str] | None
 def run_name(cfg: ExperimentConfig, dataset: str) -> str:
     if cfg.tracking.run_name:
         return cfg.tracking.run_name
-    return (f"{cfg.name} · {dataset} · lr={cfg.train.learning_rate:g} aug={cfg.augment.strength:g} "
+    return (f"{cfg.name} · {dataset} · {cfg.model.name} lr={cfg.train.learning_rate:g} aug={cfg.augment.strength:g} "
             f"smote={'on' if cfg.balance.smote else 'off'} drop={cfg.model.conv_dropout:g}/{cfg.model.dense_dropout:g}")
 
 
@@ -140,8 +147,11 @@ def _manifest(faces: Faces, synthetic: np.ndarray) -> pd.DataFrame:
 
 
 def log_dataset(parts: dict[str, Faces], synthetic: dict[str, np.ndarray], source: Faces, protocol: str,
-                split_method: str, manifest: bool = True) -> dict:
-    """mlflow.log_input per split (name, digest, counts) plus dataset/lineage.json; returns the lineage."""
+                split_method: str, manifest: bool = True, inputs: bool = True) -> dict:
+    """mlflow.log_input per split (name, digest, counts) plus dataset/lineage.json; returns the lineage.
+    `inputs=False` (a resumed run, which has them) only computes the lineage."""
+    if not inputs:
+        manifest = False
     contexts = {"train": "training", "val": "validation", "test": "testing"}
     lineage = {
         "format": source.format,
@@ -167,8 +177,10 @@ def log_dataset(parts: dict[str, Faces], synthetic: dict[str, np.ndarray], sourc
                                           name=f"{Path(source.path).name}:{name}", digest=split_digest[:16])
         tags = {"faces": str(len(faces)), "synthetic": str(n_synth), "skipped_at_load": str(len(source.skipped)),
                 "per_class": json.dumps(lineage["splits"][name]["per_class"])}
-        mlflow.log_input(dataset, context=contexts[name], tags=tags)
-    mlflow.log_dict(lineage, "dataset/lineage.json")
+        if inputs:
+            mlflow.log_input(dataset, context=contexts[name], tags=tags)
+    if inputs:
+        mlflow.log_dict(lineage, "dataset/lineage.json")
     if manifest:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "manifest.csv.gz"
@@ -199,3 +211,82 @@ def register_model(model_uri: str, name: str, run_id: str) -> str:
     """A new version of registered model `name` from a logged model; returns the version number."""
     version = mlflow.register_model(model_uri, name, tags={"run_id": run_id})
     return str(version.version)
+
+
+# --- resumable runs ------------------------------------------------------------------------------
+UNFINISHED = ("RUNNING", "KILLED", "FAILED")
+
+
+def checkpoint_root() -> Path:
+    """Beside a local SQLite store (mlruns/checkpoints); for a remote store, in the user's cache."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).parent / "checkpoints"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fer-workbench" / "checkpoints"
+
+
+def checkpoint_dir(run_id: str) -> Path:
+    return checkpoint_root() / run_id
+
+
+def _owner_alive(folder: Path) -> bool:
+    """True while another live process on this machine trains into `folder`."""
+    try:
+        owner = json.loads((folder / "owner.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if owner.get("host") != os.uname().nodename or owner.get("pid") == os.getpid():
+        return False
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
+
+
+def find_resumable_run(experiment_id: str, key: str) -> str | None:
+    """The newest unfinished run of this config and data whose checkpoint is on this machine and that no
+    live process is training."""
+    runs = mlflow.MlflowClient().search_runs(
+        [experiment_id], filter_string=f"tags.resume_key = '{key}'", order_by=["attributes.start_time DESC"],
+        max_results=20)
+    for run in runs:
+        folder = checkpoint_dir(run.info.run_id)
+        if run.info.status in UNFINISHED and (folder / "state.json").is_file() and not _owner_alive(folder):
+            return run.info.run_id
+    return None
+
+
+@contextlib.contextmanager
+def owned(folder: Path | None):
+    """Marks `folder` as being trained into by this process (so a second process won't resume it)."""
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / "owner.json", {"pid": os.getpid(), "host": os.uname().nodename})
+    try:
+        yield
+    finally:
+        (folder / "owner.json").unlink(missing_ok=True)
+
+
+def drop_checkpoints(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def epoch_logger(run_id: str):
+    """log(epoch, metrics) at step = epoch, once per epoch: steps the run already has are skipped
+    (a resumed run replays the epochs it had checkpointed)."""
+    client = mlflow.MlflowClient()
+    logged = {m.step for m in client.get_metric_history(run_id, "loss")}
+
+    def log(epoch: int, metrics: dict[str, float]) -> None:
+        if epoch in logged:
+            return
+        mlflow.log_metrics(metrics, step=epoch)
+        logged.add(epoch)
+
+    return log

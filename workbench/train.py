@@ -1,56 +1,109 @@
-"""Fit the model on prepared splits: tf.data input, per-epoch MLflow metrics, optional early stopping."""
+"""Fit a compiled model on prepared splits: tf.data input, validation scores, best-epoch restore,
+per-epoch metrics through a caller's logger, early stopping or plateau, and resume from a checkpoint."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import keras
-import mlflow
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from workbench.augment import eval_dataset, training_dataset
-from workbench.balance import class_weights
-from workbench.config import ExperimentConfig
+from workbench import NUM_CLASSES
+from workbench.augment import ORIGINAL, Ranges, training_dataset
+from workbench.checkpoint import BestAndCheckpoint, load_state, restore
 from workbench.metrics import LABELS
-from workbench.protocol import Prepared
+
+EpochLogger = Callable[[int, dict[str, float]], None]
 
 
 class ValidationScores(keras.callbacks.Callback):
-    """Adds val_macro_f1 and val_balanced_accuracy to each epoch's logs, so that MLflow, the history,
-    early stopping and a sweep's pruner all see them (Keras itself only knows accuracy and loss)."""
+    """Scores the validation split once per epoch and adds val_loss, val_accuracy, val_macro_f1 and
+    val_balanced_accuracy to the epoch's logs, so that the history, the logger, early stopping and a
+    sweep's pruner all see them (one predict, instead of Keras' evaluate plus a predict)."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int):
         super().__init__()
         self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.onehot = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        pred = self.model.predict(self.images, batch_size=self.batch_size, verbose=0).argmax(axis=1)
+        probs = self.model.predict(self.images, batch_size=self.batch_size, verbose=0)
+        pred = probs.argmax(axis=1)
         if logs is not None:
-            logs["val_macro_f1"] = float(f1_score(self.labels, pred, labels=LABELS, average="macro",
-                                                  zero_division=0))
+            logs["val_loss"] = float(self.model.loss(self.onehot, probs))
+            logs["val_accuracy"] = float((pred == self.labels).mean())
+            logs["val_macro_f1"] = float(f1_score(self.labels, pred, labels=LABELS, average="macro", zero_division=0))
             logs["val_balanced_accuracy"] = float(balanced_accuracy_score(self.labels, pred))
 
 
-def fit(model: keras.Model, data: Prepared, cfg: ExperimentConfig,
-        callbacks: Sequence[keras.callbacks.Callback] = (), verbose: bool = True) -> dict[str, list[float]]:
-    """Returns Keras' history: loss, accuracy, val_loss, val_accuracy, val_macro_f1, val_balanced_accuracy
-    per epoch (also logged to MLflow, step = epoch from 0)."""
-    train_ds = training_dataset(data.train.images, data.train.labels, cfg.train.batch_size, cfg.augment.strength, cfg.seed)
-    eval_batch = max(256, cfg.train.batch_size)
-    val_ds = eval_dataset(data.val.images, data.val.labels, eval_batch)
-    # Order matters: the scores must be in the logs before MLflow's callback and the caller's read them.
-    all_callbacks = [ValidationScores(data.val.images.astype(np.float32), data.val.labels, eval_batch),
-                     mlflow.keras.MlflowCallback(log_every_epoch=True), *callbacks]
-    if cfg.train.early_stopping_patience:
-        all_callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=cfg.train.early_stopping_patience, restore_best_weights=True))
-    history = model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=cfg.train.epochs,
-        callbacks=all_callbacks,
-        class_weight=class_weights(data.train.labels) if cfg.balance.class_weight else None,
-        verbose=0 if not verbose else 1 if sys.stdout.isatty() else 2,  # a bar on a terminal, a line per epoch in logs
-    )
-    return {k: [float(v) for v in values] for k, values in history.history.items()}
+class LearningRate(keras.callbacks.Callback):
+    """Adds the learning rate the epoch ended with to its logs (a schedule or a plateau moves it)."""
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Hands each finished epoch's logs to `log(epoch, metrics)`."""
+
+    def __init__(self, log: EpochLogger):
+        super().__init__()
+        self.log = log
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.log(epoch, {k: float(v) for k, v in (logs or {}).items()})
+
+
+@dataclass
+class FitResult:
+    history: dict[str, list[float]]  # every epoch of the run, resumed ones included
+    best_epoch: int  # 0-based; the weights of this epoch are in the model when restore_best was on
+    resumed_from: int  # epochs already done when this call started (0 = a fresh start)
+
+
+def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
+        epochs: int, batch_size: int, seed: int, augment_strength: float, ranges: Ranges = ORIGINAL,
+        class_weight: dict[int, float] | None = None, monitor: str = "val_accuracy", restore_best: bool = True,
+        early_stopping_patience: int | None = None, plateau: bool = False, checkpoint_dir: Path | None = None,
+        log_epoch: EpochLogger | None = None, callbacks: Sequence[keras.callbacks.Callback] = (),
+        verbose: bool = True) -> FitResult:
+    """Train `model` (compiled) for `epochs`, continuing from `checkpoint_dir` if it holds a state.
+    `log_epoch(epoch, metrics)` is called once per finished epoch, also for restored ones it may
+    have missed (it must ignore an epoch it already has)."""
+    state = load_state(checkpoint_dir)
+    initial_epoch = 0
+    if state is not None:
+        restore(model, checkpoint_dir, state)
+        initial_epoch = state.epochs_done
+        if log_epoch is not None:  # epochs finished before the stop whose metrics may not have been logged
+            for epoch in range(initial_epoch):
+                log_epoch(epoch, {k: v[epoch] for k, v in state.history.items() if len(v) > epoch})
+    best = BestAndCheckpoint(monitor, checkpoint_dir, state)
+    eval_batch = max(256, batch_size)
+    # Order matters: scores first (everything after reads them), then the checkpoint, then the logger,
+    # so an epoch is logged only once it is saved; the caller's callbacks (a pruner) see a logged epoch.
+    all_callbacks = [ValidationScores(val[0].astype(np.float32), val[1], eval_batch), LearningRate(), best]
+    if log_epoch is not None:
+        all_callbacks.append(EpochLog(log_epoch))
+    all_callbacks += list(callbacks)
+    if early_stopping_patience:
+        all_callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=early_stopping_patience,
+                                                           mode=best.mode))
+    if plateau:
+        all_callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=best.mode, factor=0.5,
+                                                               patience=3, min_lr=1e-6))
+    if initial_epoch < epochs:
+        model.fit(
+            training_dataset(train[0], train[1], batch_size, augment_strength, seed, ranges),
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            callbacks=all_callbacks,
+            class_weight=class_weight,
+            verbose=0 if not verbose else 1 if sys.stdout.isatty() else 2,  # a bar on a terminal, a line per epoch in logs
+        )
+    best_epoch = best.restore_best() if restore_best else best.state.best_epoch
+    return FitResult(best.state.history, best_epoch, initial_epoch)

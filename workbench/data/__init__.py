@@ -8,6 +8,7 @@ import numpy as np
 from workbench.config import DataConfig
 from workbench.data import cache
 from workbench.data.expw import ExpwSource
+from workbench.data.decode import FaceShape
 from workbench.data.faces import SPLITS, Faces, Skipped
 from workbench.data.fer2013 import Fer2013Source
 from workbench.data.folders import FoldersSource
@@ -60,7 +61,8 @@ def load_faces(cfg: DataConfig, seed: int) -> Faces:
         return np.random.default_rng(seed).choice(n, cfg.max_faces, replace=False)
 
     source = _make_source(cfg, path, select)
-    params = {"size": cfg.image_size, "max_faces": cfg.max_faces,
+    shape = FaceShape(cfg.image_size, cfg.channels, cfg.resize)
+    params = {"size": cfg.image_size, "channels": cfg.channels, "resize": cfg.resize, "max_faces": cfg.max_faces,
               "seed": seed if cfg.max_faces else None}
     if source.format == "expw":
         params["min_confidence"] = cfg.min_confidence
@@ -69,7 +71,7 @@ def load_faces(cfg: DataConfig, seed: int) -> Faces:
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else cache.default_cache_dir()
     faces = cache.load(cache_dir, key)
     if faces is None:
-        faces = source.decode(cfg.image_size, cfg.workers)
+        faces = source.decode(shape, cfg.workers)
         faces.digest = key
         cache.store(cache_dir, key, faces)
     faces.path = str(source.path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar
 
 import cv2
@@ -48,11 +49,31 @@ def clip_box(top: int, left: int, right: int, bottom: int, height: int, width: i
     return t, l, r, b
 
 
-def resize_face(image: np.ndarray, size: int) -> np.ndarray:
-    """Square size x size RGB; area interpolation when shrinking (no aliasing), linear when enlarging."""
+@dataclass(frozen=True)
+class FaceShape:
+    """What every decoded face becomes: size x size, 1 (grey) or 3 (RGB) channels, resized how.
+
+    `area` shrinks with INTER_AREA (no aliasing); `linear` is cv2.resize's default INTER_LINEAR,
+    what the original project used. Both enlarge with INTER_LINEAR.
+    """
+
+    size: int
+    channels: int = 3
+    resize: str = "area"
+
+    def fit(self, image: np.ndarray) -> np.ndarray:
+        return resize_face(image, self.size, self.channels, self.resize)
+
+    def empty(self) -> np.ndarray:
+        return np.empty((0, self.size, self.size, self.channels), np.uint8)
+
+
+def resize_face(image: np.ndarray, size: int, channels: int = 3, resize: str = "area") -> np.ndarray:
+    """(size, size, channels) uint8 from a grey (H, W) or RGB (H, W, 3) image."""
     h, w = image.shape[:2]
-    interpolation = cv2.INTER_AREA if h > size or w > size else cv2.INTER_LINEAR
+    shrink = h > size or w > size
+    interpolation = cv2.INTER_AREA if shrink and resize == "area" else cv2.INTER_LINEAR
     out = cv2.resize(image, (size, size), interpolation=interpolation)
     if out.ndim == 2:
-        out = cv2.cvtColor(out, cv2.COLOR_GRAY2RGB)
-    return out
+        return out[:, :, None] if channels == 1 else cv2.cvtColor(out, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[:, :, None] if channels == 1 else out

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench import NUM_CLASSES
-from workbench.data.decode import clip_box, parallel_map, read_rgb, resize_face
+from workbench.data.decode import FaceShape, clip_box, parallel_map, read_rgb
 from workbench.data.faces import Faces, Skipped
 from workbench.errors import WorkbenchError
 
@@ -123,12 +123,12 @@ class ExpwSource:
             return [self.label_file] + [p for b in self.boxes if (p := self.crops.get(crop_name(b))) is not None]
         return [self.label_file] + [self.root / name for name in self.by_image if (self.root / name).is_file()]
 
-    def _read_crop(self, i: int, size: int) -> list[tuple[int, np.ndarray | str]]:
+    def _read_crop(self, i: int, shape: FaceShape) -> list[tuple[int, np.ndarray | str]]:
         path = self.crops.get(crop_name(self.boxes[i]))
         face = read_rgb(path) if path is not None else None
-        return [(i, "missing or unreadable crop" if face is None else resize_face(face, size))]
+        return [(i, "missing or unreadable crop" if face is None else shape.fit(face))]
 
-    def _decode_image(self, image_name: str, size: int) -> list[tuple[int, np.ndarray | str]]:
+    def _decode_image(self, image_name: str, shape: FaceShape) -> list[tuple[int, np.ndarray | str]]:
         image = read_rgb(self.root / image_name)
         out = []
         for i in self.by_image[image_name]:
@@ -136,17 +136,17 @@ class ExpwSource:
                 out.append((i, "missing or unreadable image"))
                 continue
             face = crop_face(image, self.boxes[i])
-            out.append((i, "zero-area box after clipping to the image" if face is None else resize_face(face, size)))
+            out.append((i, "zero-area box after clipping to the image" if face is None else shape.fit(face)))
         return out
 
-    def decode(self, size: int, workers: int | None) -> Faces:
+    def decode(self, shape: FaceShape, workers: int | None) -> Faces:
         boxes = self.boxes
         results: list[np.ndarray | str] = [""] * len(boxes)
         if self.crops is not None:
-            parts = parallel_map(lambda i: self._read_crop(i, size), list(range(len(boxes))), workers,
+            parts = parallel_map(lambda i: self._read_crop(i, shape), list(range(len(boxes))), workers,
                                  f"read crops for {self.label_file.name}", "face")
         else:
-            parts = parallel_map(lambda name: self._decode_image(name, size), list(self.by_image), workers,
+            parts = parallel_map(lambda name: self._decode_image(name, shape), list(self.by_image), workers,
                                  f"decode {self.label_file.name}", "image")
         for part in parts:
             for i, face in part:
@@ -154,7 +154,7 @@ class ExpwSource:
         keep = [i for i, face in enumerate(results) if not isinstance(face, str)]
         kept = [boxes[i] for i in keep]
         return Faces(
-            images=np.stack([results[i] for i in keep]) if keep else np.empty((0, size, size, 3), np.uint8),
+            images=np.stack([results[i] for i in keep]) if keep else shape.empty(),
             labels=np.array([b.label for b in kept], dtype=np.int64),
             groups=np.array([b.image for b in kept], dtype=str),
             splits=np.full(len(kept), "", dtype=str),

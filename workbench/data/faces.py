@@ -1,4 +1,4 @@
-"""The one shape every loader returns: uint8 RGB faces, labels 0..6, a group id and an official split per face."""
+"""The one shape every loader returns: uint8 faces (grey or RGB), labels 0..6, a group id and an official split per face."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,7 +18,7 @@ class Skipped:
 
 @dataclass
 class Faces:
-    images: np.ndarray  # (N, S, S, 3) uint8 RGB
+    images: np.ndarray  # (N, S, S, C) uint8: C = 1 (grey) or 3 (RGB)
     labels: np.ndarray  # (N,) int64 in 0..6
     groups: np.ndarray  # (N,) str: faces sharing a group come from one source image
     splits: np.ndarray  # (N,) str: the dataset's own split ("train"/"val"/"test") or "" if it has none
@@ -30,8 +30,8 @@ class Faces:
 
     def __post_init__(self) -> None:
         n = len(self.images)
-        if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[-1] != 3:
-            raise ValueError(f"faces must be uint8 (N,S,S,3), got {self.images.dtype} {self.images.shape}")
+        if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[-1] not in (1, 3):
+            raise ValueError(f"faces must be uint8 (N,S,S,1|3), got {self.images.dtype} {self.images.shape}")
         for name in ("labels", "groups", "splits", "ids"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} faces")

@@ -1,4 +1,4 @@
-"""FER-2013 CSV (`emotion,pixels,Usage`): 48x48 grayscale rows -> RGB faces; Usage gives the official split."""
+"""FER-2013 CSV (`emotion,pixels,Usage`): 48x48 grayscale rows -> faces (grey or RGB); Usage gives the official split."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from workbench import NUM_CLASSES
-from workbench.data.decode import chunks, parallel_map, resize_face
+from workbench.data.decode import FaceShape, chunks, parallel_map
 from workbench.data.faces import Faces, Skipped
 from workbench.errors import WorkbenchError
 
@@ -36,9 +36,9 @@ def read_rows(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, usecols=usecols, dtype=str, keep_default_na=False)
 
 
-def _decode_chunk(args: tuple[list[str], int]) -> list[np.ndarray | str]:
-    """Each pixel string -> an RGB face, or a skip reason."""
-    rows, size = args
+def _decode_chunk(args: tuple[list[str], FaceShape]) -> list[np.ndarray | str]:
+    """Each pixel string -> a face, or a skip reason."""
+    rows, shape = args
     out: list[np.ndarray | str] = []
     for pixels in rows:
         values = np.fromstring(pixels, dtype=np.uint8, sep=" ") if pixels.strip() else np.empty(0, np.uint8)
@@ -46,7 +46,7 @@ def _decode_chunk(args: tuple[list[str], int]) -> list[np.ndarray | str]:
         if values.size == 0 or side * side != values.size:
             out.append(f"pixels has {values.size} values, not a square image (48x48 = 2304)")
             continue
-        out.append(resize_face(values.reshape(side, side), size))
+        out.append(shape.fit(values.reshape(side, side)))
     return out
 
 
@@ -61,8 +61,8 @@ class Fer2013Source:
     def files(self) -> list[Path]:
         return [self.path]
 
-    def decode(self, size: int, workers: int | None) -> Faces:
-        return load_fer2013(self.path, size, workers, self.select)
+    def decode(self, shape: FaceShape, workers: int | None) -> Faces:
+        return load_fer2013(self.path, shape, workers, self.select)
 
 
 def read_header_checked(path: Path) -> list[str]:
@@ -76,14 +76,14 @@ def read_header_checked(path: Path) -> list[str]:
     return header
 
 
-def load_fer2013(path: Path, size: int, workers: int | None, select=None) -> Faces:
+def load_fer2013(path: Path, shape: FaceShape, workers: int | None, select=None) -> Faces:
     df = read_rows(path)
     index = np.arange(len(df)) if select is None else np.sort(select(len(df)))
     df = df.iloc[index]
     label_text = df["emotion"].str.strip()
     valid_label = label_text.isin([str(i) for i in range(NUM_CLASSES)]).to_numpy()
     pixels = df["pixels"].tolist()
-    decoded = [face for part in parallel_map(_decode_chunk, [(c, size) for c in chunks(pixels, 1000)],
+    decoded = [face for part in parallel_map(_decode_chunk, [(c, shape) for c in chunks(pixels, 1000)],
                                              workers, f"decode {path.name}", "chunk") for face in part]
     usage = df["Usage"].str.strip().map(USAGE_TO_SPLIT).fillna("").to_numpy() if "Usage" in df else np.full(len(df), "")
     keep, skipped = [], []
@@ -96,7 +96,7 @@ def load_fer2013(path: Path, size: int, workers: int | None, select=None) -> Fac
         else:
             keep.append(j)
     keep_a = np.asarray(keep, dtype=np.int64)
-    images = np.stack([decoded[j] for j in keep]) if keep else np.empty((0, size, size, 3), np.uint8)
+    images = np.stack([decoded[j] for j in keep]) if keep else shape.empty()
     rows = index[keep_a]
     return Faces(
         images=images,

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench import CLASS_NAMES
-from workbench.data.decode import parallel_map, read_rgb, resize_face
+from workbench.data.decode import FaceShape, parallel_map, read_rgb
 from workbench.data.faces import Faces, Skipped
 from workbench.errors import WorkbenchError
 
@@ -54,18 +54,18 @@ class FoldersSource:
     def files(self) -> list[Path]:
         return [f for f, _, _ in self.items]
 
-    def decode(self, size: int, workers: int | None) -> Faces:
+    def decode(self, shape: FaceShape, workers: int | None) -> Faces:
         items, root = self.items, self.path
 
         def decode_one(item: tuple[Path, int, str]) -> np.ndarray | None:
             image = read_rgb(item[0])
-            return None if image is None else resize_face(image, size)
+            return None if image is None else shape.fit(image)
 
         decoded = parallel_map(decode_one, items, workers, f"decode {root.name}", "image")
         keep = [i for i, face in enumerate(decoded) if face is not None]
         rel = [str(f.relative_to(root)) for f, _, _ in items]
         return Faces(
-            images=np.stack([decoded[i] for i in keep]) if keep else np.empty((0, size, size, 3), np.uint8),
+            images=np.stack([decoded[i] for i in keep]) if keep else shape.empty(),
             labels=np.array([items[i][1] for i in keep], dtype=np.int64),
             # One face per file: the file stem is its source image.
             groups=np.array([items[i][0].stem for i in keep], dtype=str),

@@ -1,0 +1,27 @@
+"""Models, by name. This module holds the facts the config needs without importing Keras; the builders
+are in one module each, and `workbench.models.registry.make_model` picks one."""
+from __future__ import annotations
+
+NAMES = ("reference", "vgg", "mini_xception")
+# Each model's widths, one per block (reference), stage (vgg) or residual module (mini_xception).
+DEFAULT_FILTERS = {
+    "reference": (32, 64, 128, 256, 512),
+    "vgg": (32, 64, 128, 256),
+    "mini_xception": (16, 32, 64, 128),
+}
+# What each model's options are (besides input shape and classes), so the config can pass only those.
+OPTIONS = {
+    "reference": ("filters", "conv_dropout", "dense_units", "dense_batchnorm", "dense_dropout", "bn_momentum"),
+    "vgg": ("filters", "conv_dropout", "dense_dropout", "bn_momentum"),
+    "mini_xception": ("filters", "bn_momentum"),
+}
+
+
+def min_image_size(name: str, filters: list[int] | None) -> int:
+    """Every block halves the input: the smallest image a model takes is 2 ** blocks."""
+    return 2 ** len(filters or DEFAULT_FILTERS[name])
+
+
+def options_for(name: str, options: dict) -> dict:
+    """The subset of `options` that model `name` takes; a null `filters` means the model's own."""
+    return {k: v for k, v in options.items() if k in OPTIONS[name] and not (k == "filters" and v is None)}

@@ -1,0 +1,67 @@
+"""The training recipe: precision policy, optimizer with its learning-rate schedule, loss; compile.
+
+Everything here takes plain values (the config's train.* keys), so a sweep can vary any of them.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """AVX512-BF16 or AMX: the CPU multiplies bfloat16 natively (elsewhere bf16 is emulated, slower)."""
+    try:
+        flags = cpuinfo.read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(precision: str) -> str:
+    """`auto` -> mixed_float16 on a GPU, mixed_bfloat16 on a CPU that has bf16 units, else float32."""
+    if precision != "auto":
+        return precision
+    if tf.config.list_physical_devices("GPU"):
+        return "mixed_float16"
+    return "mixed_bfloat16" if cpu_has_bf16() else "float32"
+
+
+@contextlib.contextmanager
+def dtype_policy(policy: str):
+    """Keras keeps its policy globally; layers take it when built. Set it for one build, then restore."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def learning_rate(schedule: str, peak: float, steps_per_epoch: int, epochs: int, warmup_epochs: float):
+    """A float for constant/plateau (plateau's callback lowers it), a schedule object for cosine."""
+    if schedule != "cosine":
+        return peak
+    total = max(1, steps_per_epoch * epochs)
+    warmup = min(int(round(warmup_epochs * steps_per_epoch)), total - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else peak, decay_steps=total - warmup, alpha=0.0,
+        warmup_target=peak if warmup else None, warmup_steps=warmup)
+
+
+def make_optimizer(name: str, lr, weight_decay: float, momentum: float) -> keras.optimizers.Optimizer:
+    wd = weight_decay or None
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=lr, weight_decay=wd)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay)
+    return keras.optimizers.SGD(learning_rate=lr, momentum=momentum, nesterov=True, weight_decay=wd)
+
+
+def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer, label_smoothing: float) -> keras.Model:
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                  metrics=["accuracy"])
+    return model
