@@ -232,3 +232,22 @@ def test_a_killed_run_resumes_in_the_same_mlflow_run(tmp_path):
     assert abs(losses[2] - losses[1]) < abs(losses[2] - losses[0])
     assert after.data.metrics["epochs_run"] == 4 and after.data.tags["resumed"] == "true"
     assert not (store / "checkpoints" / run.info.run_id).exists()  # finished: checkpoint dropped
+
+
+def test_without_a_browser_the_run_finishes_with_html_figures_and_its_model(tmp_path):
+    """kaleido needs Chrome/Chromium; BROWSER_PATH=/nonexistent makes it look for one that is not there.
+    The run must not wait for it: FINISHED, HTML figures, the model, one note."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = os.environ | {"MLFLOW_TRACKING_URI": store, "BROWSER_PATH": "/nonexistent"}
+    done = _run_cli(["baseline", "--set", "train.epochs=1", "--set", "data.max_faces=350",
+                     "--set", f"data.cache_dir={tmp_path / 'c'}"], env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("note: PNG figures skipped") == 1 and "Traceback" not in done.stderr
+    assert "chance: 0.143 uniform" in done.stdout
+    client = MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("baseline").experiment_id])
+    assert run.info.status == "FINISHED"
+    paths = set(artifact_paths(client, run.info.run_id))
+    assert {f"figures/{name}.html" for name in FIGURES} | {"figures/report.html"} <= paths
+    assert not any(p.endswith(".png") for p in paths)
+    assert any(p.startswith("model/") for p in paths) or run.outputs.model_outputs
