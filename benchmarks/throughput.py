@@ -9,6 +9,7 @@ Prints a table and writes JSON. Run it on an otherwise idle machine: the rows sh
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import resource
@@ -23,6 +24,7 @@ from workbench.cli import quiet_tensorflow
 
 quiet_tensorflow()
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
@@ -68,30 +70,32 @@ def original_flow(images: np.ndarray, labels: np.ndarray, batch_size: int, seed:
 
 def time_training(rows: list[Row], faces_by_shape: dict, cfg: ExperimentConfig, steps: int, warmup: int,
                   rounds: int) -> dict[str, list[float]]:
-    """Images/s of each row, each with its own freshly built model. The rows take turns, `rounds` times,
-    so that a slow patch of a shared machine hits all alike; warm-up steps (graph tracing, tf.data
-    autotune) are not timed."""
-    models, data = {}, {}
+    """Images/s of each row: its own freshly built model and input, timed `rounds` times after warm-up
+    steps (graph tracing, tf.data autotune), then freed before the next row. One row at a time: input
+    pipelines left alive beside a timed one keep their threads busy and slow it down (measured: 4x)."""
     bs = cfg.train.batch_size
     a = cfg.augment
     ranges = Ranges(a.rotation_deg, a.shift, a.shear_deg, a.zoom, a.flip)
-    for row in tqdm(rows, desc="building", unit="model"):
+    rates: dict[str, list[float]] = {}
+    for row in tqdm(rows, desc="timing", unit="row"):
         images, labels = faces_by_shape[(row.size, row.channels)]
+        keras.backend.clear_session()
+        gc.collect()
         seed_everything(cfg.seed, False)
         c = cfg.model_copy(deep=True)
         c.model.name = row.model
-        models[row.name] = build_compiled_model(c, images.shape[1:], steps, row.precision)
+        model = build_compiled_model(c, images.shape[1:], steps, row.precision)
         if row.pipeline == "original":
-            data[row.name] = original_flow(images, labels, bs, cfg.seed)
+            data = original_flow(images, labels, bs, cfg.seed)
         else:
-            data[row.name] = training_dataset(images, labels, bs, a.strength, cfg.seed, ranges).repeat()
-        models[row.name].fit(data[row.name], epochs=1, steps_per_epoch=warmup, verbose=0)
-    rates: dict[str, list[float]] = {row.name: [] for row in rows}
-    for _ in tqdm(range(rounds), desc="timing rounds", unit="round"):
-        for row in rows:
+            data = training_dataset(images, labels, bs, a.strength, cfg.seed, ranges).repeat()
+        model.fit(data, epochs=1, steps_per_epoch=warmup, verbose=0)
+        rates[row.name] = []
+        for _ in range(rounds):
             started = time.perf_counter()
-            models[row.name].fit(data[row.name], epochs=1, steps_per_epoch=steps, verbose=0)
+            model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
             rates[row.name].append(steps * bs / (time.perf_counter() - started))
+        del model, data
     return rates
 
 
