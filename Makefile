@@ -32,7 +32,7 @@ reproduce-65: setup
 	$(BIN)/python -m workbench.reproduce --data $(DATA) $(if $(EXPW),--path $(EXPW)) $(if $(FER),--path $(FER)) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(ARGS)
 
-## The test suite (real data, real PostgreSQL, MLflow server and Chromium; about 8-10 minutes on 2 cores)
+## The test suite (real data, real PostgreSQL, MLflow server and Chromium; about 12 minutes on 2 cores)
 test: setup
 	$(BIN)/python -m pytest -q
 
@@ -41,7 +41,7 @@ ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root ./mlruns/artifacts \
 		--host 127.0.0.1 --port $(PORT)
 
-## Training throughput (this pipeline vs the original ImageDataGenerator) and cache load times
+## Training throughput of each model, input form and precision vs the original way, and cache load times
 bench: setup
 	$(BIN)/python benchmarks/throughput.py $(ARGS)
 
