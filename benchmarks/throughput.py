@@ -75,7 +75,7 @@ def time_training(rows: list[Row], faces_by_shape: dict, cfg: ExperimentConfig, 
     pipelines left alive beside a timed one keep their threads busy and slow it down (measured: 4x)."""
     bs = cfg.train.batch_size
     a = cfg.augment
-    ranges = Ranges(a.rotation_deg, a.shift, a.shear_deg, a.zoom, a.flip)
+    ranges = Ranges(**a.model_dump(exclude={"strength"}))
     rates: dict[str, list[float]] = {}
     for row in tqdm(rows, desc="timing", unit="row"):
         images, labels = faces_by_shape[(row.size, row.channels)]

@@ -68,8 +68,7 @@ def build_compiled_model(cfg: ExperimentConfig, input_shape: tuple[int, int, int
                            **options_for(cfg.model.name, cfg.model.model_dump()))
     lr = recipe.learning_rate(t.schedule, t.learning_rate, steps_per_epoch, t.epochs, t.warmup_epochs)
     optimizer = recipe.make_optimizer(t.optimizer, lr, t.weight_decay, t.momentum)
-    if precision == "mixed_float16":  # float16 gradients underflow without loss scaling
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    # Under mixed_float16, compile wraps the optimizer in a LossScaleOptimizer itself (auto_scale_loss).
     return recipe.compile_model(model, optimizer, t.label_smoothing)
 
 
@@ -148,7 +147,7 @@ def train(model: keras.Model, cfg: ExperimentConfig, prepared: Prepared, callbac
     a, t = cfg.augment, cfg.train
     return fit(model, (prepared.train.images, prepared.train.labels), (prepared.val.images, prepared.val.labels),
                epochs=t.epochs, batch_size=t.batch_size, seed=cfg.seed, augment_strength=a.strength,
-               ranges=Ranges(a.rotation_deg, a.shift, a.shear_deg, a.zoom, a.flip),
+               ranges=Ranges(**a.model_dump(exclude={"strength"})),
                class_weight=class_weights(prepared.train.labels) if cfg.balance.class_weight else None,
                monitor=t.monitor, restore_best=t.restore_best, early_stopping_patience=t.early_stopping_patience,
                plateau=t.schedule == "plateau", checkpoint_dir=checkpoints, log_epoch=log_epoch,

@@ -25,6 +25,7 @@ from mlflow.entities import RunStatus
 
 from workbench import CLASS_NAMES, NUM_CLASSES
 from workbench.config import ExperimentConfig
+from workbench.data.cache import default_cache_dir
 from workbench.data.faces import Faces
 from workbench.files import write_json_atomic
 
@@ -222,8 +223,7 @@ def checkpoint_root() -> Path:
     uri = tracking_uri()
     if uri.startswith("sqlite:///"):
         return Path(uri.removeprefix("sqlite:///")).parent / "checkpoints"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fer-workbench" / "checkpoints"
+    return default_cache_dir() / "checkpoints"
 
 
 def checkpoint_dir(run_id: str) -> Path:

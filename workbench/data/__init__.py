@@ -1,6 +1,7 @@
 """Data sources -> Faces: ExpW label.lst, FER-2013 CSV and class folders, decoded once and cached."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +63,7 @@ def load_faces(cfg: DataConfig, seed: int) -> Faces:
 
     source = _make_source(cfg, path, select)
     shape = FaceShape(cfg.image_size, cfg.channels, cfg.resize)
-    params = {"size": cfg.image_size, "channels": cfg.channels, "resize": cfg.resize, "max_faces": cfg.max_faces,
-              "seed": seed if cfg.max_faces else None}
+    params = {**asdict(shape), "max_faces": cfg.max_faces, "seed": seed if cfg.max_faces else None}
     if source.format == "expw":
         params["min_confidence"] = cfg.min_confidence
     root = source.path.parent if source.path.is_file() else source.path
