@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as the commands do (workbench.cli)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -30,3 +30,31 @@ def postgres():
     from servers import start_postgres
 
     yield from start_postgres()
+
+
+def _mount(target: Path, *args: str):
+    """Mount for one test (real ENOSPC / EROFS, which chmod cannot give root); skipped where not allowed."""
+    import subprocess
+
+    target.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a test file system here ({done.stderr.strip() or 'mount failed'}); needs root")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 160 KiB tmpfs: writes past that fail with 'No space left on device'."""
+    yield from _mount(tmp_path / "small", "-t", "tmpfs", "-o", "size=160k", "tmpfs")
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path):
+    """An empty folder mounted read-only ('Read-only file system', even for root)."""
+    source = tmp_path / "ro-source"
+    source.mkdir()
+    yield from _mount(tmp_path / "ro", "--bind", "-o", "ro", str(source))

@@ -56,7 +56,8 @@ def test_malformed_set_and_unknown_experiment():
     with pytest.raises(WorkbenchError) as err:
         load_config("baseline", ["train.epochs.x=1"])
     assert str(err.value) == "--set 'train.epochs.x=1': epochs is not a section"
-    with pytest.raises(WorkbenchError, match="no such experiment file.*baseline"):
+    with pytest.raises(WorkbenchError, match=r"does-not-exist: no such experiment in \./experiments or the shipped ones "
+                                             r"\(experiments: baseline, fer2013, reproduce-65; sweeps: sweep\)"):
         load_config("does-not-exist")
 
 
@@ -89,3 +90,18 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
             raise RuntimeError("crash mid-write")
     assert target.read_text() == "complete"
     assert [p.name for p in target.parent.iterdir()] == ["report.html"]  # no temp file left behind
+
+
+def test_a_user_experiment_file_wins_over_the_shipped_one(tmp_path, monkeypatch):
+    import yaml
+
+    from workbench.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    shipped = load_config("baseline")
+    (tmp_path / "experiments").mkdir()
+    tree = yaml.safe_load(shipped.to_yaml()) | {"name": "baseline"}
+    tree["train"]["epochs"] = shipped.train.epochs + 7
+    (tmp_path / "experiments" / "baseline.yaml").write_text(yaml.safe_dump(tree))
+    assert load_config("baseline").train.epochs == shipped.train.epochs + 7
+    assert load_config("fer2013").model.name == "vgg"  # not overridden here: the shipped one

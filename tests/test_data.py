@@ -1,5 +1,6 @@
 """Loaders on the shipped real samples: FER-2013 CSV, ExpW label.lst + originals, class folders; the cache."""
 import gzip
+import re
 import shutil
 from pathlib import Path
 
@@ -94,6 +95,51 @@ def test_bad_rows_are_skipped_counted_and_limited(tmp_path, cache_dir):
     assert "not a label 0..6" in faces.skipped[1].reason
     with pytest.raises(WorkbenchError, match=r"3 of 200 faces skipped .*max_skip_fraction=0.01"):
         load(path, cache_dir)  # default limit 1%
+
+
+def test_bad_pixel_tokens_are_counted_skips_not_tracebacks(tmp_path, cache_dir):
+    rows = _fer_rows(300)
+    for i, token in zip((3, 5, 7, 9), ("abc", "300", "-5", "1.5")):
+        emotion, pixels, usage = rows[i].split(",")
+        rows[i] = f"{emotion},{token} {pixels.split(' ', 1)[1]},{usage}"
+    faces = load(_write_csv(tmp_path / "faces.csv", rows), cache_dir, max_skip_fraction=0.05)
+    assert len(faces) == 296
+    reasons = [s.reason for s in faces.skipped]
+    assert reasons == ["pixel 'abc' is not an integer 0..255", "pixel value 300 is outside 0..255",
+                       "pixel value -5 is outside 0..255", "pixel '1.5' is not an integer 0..255"]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_header(tmp_path, cache_dir):
+    path = tmp_path / "faces.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + _write_csv(tmp_path / "plain.csv", _fer_rows(50)).read_bytes())
+    assert len(load(path, cache_dir)) == 50
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncated", r"faces\.csv\.gz: the file ends early .* truncated, copy or download it again"),
+    ("unclosed quote", r"faces\.csv\.gz: not a well-formed CSV \(.*EOF inside string.*\); look for an unclosed quote"),
+    ("latin-1 byte", r"faces\.csv\.gz: not UTF-8 text .*; save the CSV as UTF-8"),
+])
+def test_damaged_csv_files_are_one_line_errors(tmp_path, cache_dir, damage, message):
+    text = _write_csv(tmp_path / "plain.csv", _fer_rows(100)).read_bytes()
+    if damage == "unclosed quote":
+        text += b'3,"12 13 14\n'
+    if damage == "latin-1 byte":
+        text = text[:5000] + b"\xe9" + text[5000:]
+    packed = gzip.compress(text)
+    path = tmp_path / "faces.csv.gz"
+    path.write_bytes(packed[:len(packed) // 2] if damage == "truncated" else packed)
+    with pytest.raises(WorkbenchError, match=message):
+        load(path, cache_dir)
+
+
+def test_a_usage_typo_is_refused_not_a_silent_random_split(tmp_path, cache_dir):
+    rows = _fer_rows(60)
+    emotion, pixels, _ = rows[4].split(",")
+    rows[4] = f"{emotion},{pixels},Trainig"
+    with pytest.raises(WorkbenchError, match=r"faces\.csv:6: Usage 'Trainig' is not one of Training, PublicTest, "
+                                             r"PrivateTest \(1 such rows\)"):
+        load(_write_csv(tmp_path / "faces.csv", rows), cache_dir)
 
 
 def test_missing_path_is_a_one_line_error(cache_dir):
@@ -194,6 +240,14 @@ def test_expw_bad_line_names_file_line_and_field(tmp_path, cache_dir):
         load(copy, cache_dir)
 
 
+@pytest.mark.parametrize("name", ["/etc/hostname", "../secret.jpg", "a/../../b.jpg"])
+def test_expw_image_names_cannot_leave_the_image_folder(tmp_path, name):
+    label = tmp_path / "label.lst"
+    label.write_text(f"ok.jpg 0 1 2 30 40 60.0 3\n{name} 0 1 2 30 40 60.0 3\n")
+    with pytest.raises(WorkbenchError, match=rf"label\.lst:2: field image_name is '{re.escape(name)}'; expected a name inside"):
+        parse_label_file(label)
+
+
 def test_expw_missing_corrupt_and_zero_area_faces_are_skipped(tmp_path, cache_dir):
     copy = _expw_copy(tmp_path)
     lines = (copy / "label.lst").read_text().splitlines()
@@ -260,3 +314,55 @@ def test_class_folders_unknown_class_and_corrupt_image(tmp_path, cache_dir):
     (root / "contempt").mkdir()
     with pytest.raises(WorkbenchError, match="unknown class folder 'contempt'"):
         load(root, cache_dir)
+
+
+def test_class_folders_links_and_folders_named_like_images_are_counted_skips(tmp_path, cache_dir):
+    root = tmp_path / "faces"
+    written = _folders_from_expw(root, cache_dir, with_splits=False)
+    (root / "sad" / "gone.jpg").symlink_to(root / "sad" / "no-such-file.jpg")
+    (root / "sad" / "loop.png").symlink_to(root / "sad" / "loop.png")
+    (root / "fear" / "album.jpg").mkdir()
+    faces = load(root, cache_dir, max_skip_fraction=0.05)
+    assert len(faces) == len(written)
+    assert sorted(s.item for s in faces.skipped) == ["fear/album.jpg", "sad/gone.jpg", "sad/loop.png"]
+    assert all("not a readable file" in s.reason for s in faces.skipped)
+
+
+def test_a_split_folder_beside_class_folders_is_refused(tmp_path, cache_dir):
+    root = tmp_path / "faces"
+    _folders_from_expw(root, cache_dir, with_splits=False)
+    (root / "train" / "happy").mkdir(parents=True)
+    with pytest.raises(WorkbenchError, match=r"faces: has split folders \(train\) beside other folders \(angry, "):
+        load(root, cache_dir)
+
+
+
+def test_an_unwritable_cache_is_a_note_and_the_faces_still_load(read_only_dir, capsys):
+    faces = load(None, read_only_dir / "cache")
+    assert len(faces) == 3500
+    err = capsys.readouterr().err
+    assert f"note: decoded faces not cached in {read_only_dir / 'cache'} (Read-only file system)" in err
+
+
+def test_a_full_cache_disk_is_a_note_and_leaves_no_temp_folder(small_disk, capsys):
+    faces = load(None, small_disk)
+    assert len(faces) == 3500
+    err = capsys.readouterr().err
+    assert f"note: decoded faces not cached in {small_disk} (" in err and "the next run decodes again" in err
+    assert list(small_disk.iterdir()) == []
+
+
+def test_temp_folders_of_dead_writers_are_removed_live_ones_kept(cache_dir):
+    import os
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    cache_dir.mkdir(parents=True)
+    stale = cache_dir / f".0123456789abcdef-{dead.pid}-x1"
+    live = cache_dir / f".fedcba9876543210-{os.getpid()}-x2"
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "images.npy").write_bytes(b"0" * 1000)
+    load(None, cache_dir)
+    assert not stale.exists() and live.exists()

@@ -119,3 +119,39 @@ def test_unknown_model_uri_is_a_one_line_error(registered, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and err.startswith("error: --model models:/no-such-model/1: cannot load it")
     assert "\n" not in err
+
+
+def test_inputs_sharing_a_name_get_outputs_of_their_own(registered, tmp_path):
+    photo = labelled_photos(3)[0]
+    rgb = read_rgb(photo)
+    cv2.imwrite(str(tmp_path / "x.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(tmp_path / "x.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(tmp_path / "y.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out"
+    assert predict_main(["--model", registered, *(str(tmp_path / n) for n in ("x.jpg", "x.png", "y.png")),
+                         "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.annotated.jpg")) == ["x.jpg.annotated.jpg", "x.png.annotated.jpg",
+                                                                   "y.annotated.jpg"]
+
+
+def test_a_read_only_out_folder_is_a_one_line_error(registered, read_only_dir, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        predict_main(["--model", registered, str(ORIGIN), "--out", str(read_only_dir / "predictions")])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err
+    assert err.startswith(f"error: --out {read_only_dir / 'predictions'}: cannot write there (Read-only file system)")
+
+
+def test_a_full_disk_keeps_every_row_of_predictions_csv(registered, small_disk, capsys):
+    photos = labelled_photos(3)[:12]
+    code = predict_main(["--model", registered, *map(str, photos), "--out", str(small_disk)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: /")]
+    full = [line for line in err if "cannot write" in line]
+    assert code == 1
+    assert full and all(line.endswith("(No space left on device)") for line in full)
+    assert all("no face found" in line for line in err if line not in full)  # a photo Haar misses
+    found = {r["file"] for r in rows(small_disk / "predictions.csv")}
+    failed = {line.split(": ")[1] for line in full}
+    assert failed <= found  # the photos whose annotated copy did not fit still have their rows
+    assert len(list(small_disk.glob("*.annotated.jpg"))) < len(found)
+    assert not list(small_disk.glob("*.tmp*"))

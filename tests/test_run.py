@@ -149,9 +149,11 @@ def _run_cli(args, env, **kw):
                           capture_output=True, text=True, **kw)
 
 
-def test_ctrl_c_ends_the_run_killed(tmp_path):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_ends_the_run_killed_quietly(tmp_path, signum, code):
     db = tmp_path / "mlflow.db"
-    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    # TensorFlow's own log level left unset: the command must keep its C++ lines out by itself.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"} | {"MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
     proc = subprocess.Popen([sys.executable, "-m", "workbench.run", "baseline", "--set", "train.epochs=200",
                              "--set", "data.max_faces=700", "--set", f"data.cache_dir={tmp_path / 'c'}"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -166,12 +168,14 @@ def test_ctrl_c_ends_the_run_killed(tmp_path):
                     except sqlite3.OperationalError:
                         pass
             time.sleep(1)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130
+    assert proc.returncode == code
+    assert err.strip().splitlines()[-1] == ("interrupted" if signum == signal.SIGINT else "terminated")
     assert "Traceback" not in err
+    assert "E0000" not in err and "cuInit" not in err and "oneDNN" not in err  # TensorFlow's C++ log lines
     with sqlite3.connect(db) as con:
         assert [r[0] for r in con.execute("select status from runs")] == ["KILLED"]
 
@@ -185,6 +189,12 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     assert bad_path.returncode == 2 and "Traceback" not in bad_path.stderr
     assert bad_path.stderr.strip().splitlines()[-1].startswith("error: data.path: /no/such/fer.csv does not exist")
     assert not (tmp_path / "m.db").exists() or "RUNNING" not in bad_path.stdout
+    sweep_file = _run_cli(["sweep"], env, timeout=60)
+    assert sweep_file.returncode == 2 and sweep_file.stderr.strip().count("\n") == 0
+    assert "a sweep file, not an experiment; run it with python -m workbench.sweep --space sweep" in sweep_file.stderr
+    zero = subprocess.run([sys.executable, "-m", "workbench.reproduce", "--epochs", "0"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert zero.returncode == 2 and "argument --epochs: 0 is not at least 1" in zero.stderr
 
 
 # Small enough to be quick, big enough (1,400 faces) that an epoch lasts long enough to kill it mid-run.

@@ -5,21 +5,43 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 
-from workbench.errors import WorkbenchError
+from workbench.errors import Terminated, WorkbenchError
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, default: str = "baseline") -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.epochs=5 (repeatable)")
+    add_verbose_argument(parser)
 
 
-def quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up chatter and three known-harmless library warnings hide the output
-    that matters; real errors still show."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def positive_int(text: str) -> int:
+    """argparse type: a count that must be at least 1 (0 would otherwise mean "the default" somewhere)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show TensorFlow's C++ log lines (hidden by default)")
+
+
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """TensorFlow's C++ log lines (start-up chatter, cuInit on a machine without a GPU, and an E-level
+    `use_unbounded_threadpool` line per tf.data graph that TF itself calls harmless) and three
+    known-harmless library warnings hide the output that matters. Python-level errors still raise;
+    `verbose` keeps TensorFlow's own level. Must run before TensorFlow is imported."""
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # tf.function retracing notices: sweeps build one model per trial, so retracing is expected.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     # Our tf.data input is shuffled by design; Keras warns about its own unused shuffle flag.
@@ -31,12 +53,49 @@ def quiet_tensorflow() -> None:
 
 @contextlib.contextmanager
 def user_errors():
-    """WorkbenchError -> `error: ...` on one line, exit 2; Ctrl-C -> exit 130 without a traceback."""
+    """WorkbenchError -> `error: ...` on one line, exit 2; Ctrl-C -> exit 130 and SIGTERM -> 143
+    (the shell's codes for a process the signal ended), without a traceback."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     except WorkbenchError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Terminated as err:
+        print("terminated", file=sys.stderr)
+        sys.exit(128 + err.signum)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
+
+
+COMMANDS = {
+    "run": ("workbench.run", "train, evaluate and log one experiment"),
+    "sweep": ("workbench.sweep", "an Optuna study over an experiment's settings"),
+    "reproduce": ("workbench.reproduce", "the original project's protocol beside the honest one"),
+    "compare": ("workbench.compare", "a table and report of logged runs"),
+    "predict": ("workbench.predict", "expressions of the faces in photos and videos"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`fer-workbench COMMAND ...`: the console script; each command is also `python -m workbench.COMMAND`."""
+    import importlib
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        width = max(map(len, COMMANDS))
+        lines = [f"  {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items()]
+        print("usage: fer-workbench COMMAND [--help | arguments]\n\ncommands:\n" + "\n".join(lines),
+              file=sys.stdout if argv[:1] in ([], ["-h"], ["--help"]) else sys.stderr)
+        return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
+    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])

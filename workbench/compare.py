@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from workbench.cli import user_errors
+from workbench.cli import positive_int, user_errors
 from workbench.errors import WorkbenchError
 
 KEY_PARAMS = ("model.name", "train.learning_rate", "augment.strength", "balance.smote", "model.conv_dropout",
@@ -29,7 +29,7 @@ def parse_args(argv):
     parser.add_argument("--experiment", action="append", default=[], help="MLflow experiment name (repeatable; default baseline)")
     parser.add_argument("--runs", nargs="+", default=[], metavar="ID", help="compare exactly these run ids")
     parser.add_argument("--metric", default="test_macro_f1", help="rank by this metric (higher is better)")
-    parser.add_argument("--top", type=int, default=20, help="rows in the table and runs in the report")
+    parser.add_argument("--top", type=positive_int, default=20, help="rows in the table and runs in the report")
     parser.add_argument("--out", default="reports/compare.html")
     parser.add_argument("--to-mlflow", action="store_true", help="also log the report to MLflow (experiment 'comparisons')")
     return parser.parse_args(argv)
@@ -38,7 +38,7 @@ def parse_args(argv):
 def find_runs(client, experiments: list[str], run_ids: list[str], metric: str, top: int):
     from mlflow.exceptions import MlflowException
 
-    from workbench.tracking import tracking_uri
+    from workbench.tracking import display_uri, tracking_uri
 
     if run_ids:
         runs = []
@@ -46,7 +46,7 @@ def find_runs(client, experiments: list[str], run_ids: list[str], metric: str, t
             try:
                 runs.append(client.get_run(run_id))
             except MlflowException:
-                raise WorkbenchError(f"--runs {run_id}: no such run in {tracking_uri()}") from None
+                raise WorkbenchError(f"--runs {run_id}: no such run in {display_uri(tracking_uri())}") from None
         missing = [r.info.run_id for r in runs if metric not in r.data.metrics]
         if missing:
             raise WorkbenchError(f"--metric {metric}: run {missing[0]} has no such metric "
@@ -57,7 +57,7 @@ def find_runs(client, experiments: list[str], run_ids: list[str], metric: str, t
         exp = client.get_experiment_by_name(name)
         if exp is None:
             known = ", ".join(sorted(e.name for e in client.search_experiments())) or "none yet"
-            raise WorkbenchError(f"--experiment {name}: no such MLflow experiment in {tracking_uri()} (known: {known})")
+            raise WorkbenchError(f"--experiment {name}: no such MLflow experiment in {display_uri(tracking_uri())} (known: {known})")
         ids.append(exp.experiment_id)
     runs = [r for r in client.search_runs(ids, filter_string="attributes.status = 'FINISHED'", max_results=5000)
             if metric in r.data.metrics]

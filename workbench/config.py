@@ -10,7 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from workbench.errors import WorkbenchError
 from workbench.models import min_image_size
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+# Experiment and sweep files: the user's ./experiments first, then the ones shipped with the package
+# (inside it when installed from a wheel, beside it in a source checkout).
+_PACKAGE = Path(__file__).resolve().parent
+SHIPPED_DIRS = (_PACKAGE / "experiments", _PACKAGE.parent / "experiments")
 
 # The only protocol that resamples before splitting: kept solely to reproduce the original project.
 ORIGINAL_PROTOCOL = "original-smote-before-split"
@@ -155,17 +158,48 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def resolve_experiment_path(name_or_path: str) -> Path:
-    """`baseline` -> experiments/baseline.yaml; a path is taken as it is."""
-    candidate = Path(name_or_path)
-    if candidate.suffix in {".yaml", ".yml"} or candidate.exists():
-        path = candidate
-    else:
-        path = EXPERIMENTS_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml")))
-        raise WorkbenchError(f"{path}: no such experiment file (known experiments: {known})")
-    return path
+def user_experiments_dir() -> Path:
+    return Path.cwd() / "experiments"
+
+
+def experiment_dirs() -> list[Path]:
+    dirs: list[Path] = []
+    for d in (user_experiments_dir(), *SHIPPED_DIRS):
+        if d.is_dir() and all(d.resolve() != seen.resolve() for seen in dirs):
+            dirs.append(d)
+    return dirs
+
+
+def is_sweep_file(tree: dict[str, Any]) -> bool:
+    return "experiment" in tree and "params" in tree
+
+
+def known_files() -> dict[str, list[str]]:
+    """Names findable by name, by kind: {"experiments": [...], "sweeps": [...]}."""
+    known: dict[str, set[str]] = {"experiments": set(), "sweeps": set()}
+    for d in experiment_dirs():
+        for path in d.glob("*.yaml"):
+            try:
+                tree = yaml.safe_load(path.read_text()) or {}
+            except (OSError, yaml.YAMLError):
+                continue
+            known["sweeps" if isinstance(tree, dict) and is_sweep_file(tree) else "experiments"].add(path.stem)
+    return {kind: sorted(names) for kind, names in known.items()}
+
+
+def find_yaml(name_or_path: str, what: str = "experiment") -> Path:
+    """`baseline` -> ./experiments/baseline.yaml if there is one, else the shipped one; a path as it is."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix in {".yaml", ".yml"} or candidate.exists() or "/" in name_or_path:
+        if candidate.is_file():
+            return candidate
+        raise WorkbenchError(f"{candidate}: no such {what} file")
+    for d in experiment_dirs():
+        if (path := d / f"{name_or_path}.yaml").is_file():
+            return path
+    known = known_files()
+    raise WorkbenchError(f"{name_or_path}: no such {what} in ./experiments or the shipped ones (experiments: "
+                         f"{', '.join(known['experiments'])}; sweeps: {', '.join(known['sweeps'])})")
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -232,8 +266,11 @@ def read_yaml_mapping(path: Path, what: str = "a mapping of sections (data, trai
 
 def load_tree(name_or_path: str, overrides: list[str] | None = None) -> tuple[dict[str, Any], str]:
     """The experiment's YAML as a dict with the overrides applied (not yet validated), and its source."""
-    path = resolve_experiment_path(name_or_path)
+    path = find_yaml(name_or_path)
     tree = read_yaml_mapping(path)
+    if is_sweep_file(tree):
+        raise WorkbenchError(f"{path}: a sweep file, not an experiment; run it with "
+                             f"python -m workbench.sweep --space {name_or_path}")
     tree.setdefault("name", path.stem)
     tree = apply_overrides(tree, overrides or [])
     return tree, f"{path}" + (" with --set overrides" if overrides else "")

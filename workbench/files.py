@@ -2,10 +2,26 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from workbench.errors import WorkbenchError
+
+
+def writable_dir(path: Path, what: str) -> Path:
+    """`path` created if need be and proven writable, or a one-line error naming `what` (e.g. `--out`)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise WorkbenchError(f"{what} {path}: cannot write there ({err.strerror or err}); choose another folder") from None
+    return path
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from workbench.cli import quiet_tensorflow, user_errors
+from workbench.cli import add_verbose_argument, positive_int, quiet_tensorflow, user_errors
 from workbench.errors import WorkbenchError
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -50,11 +50,12 @@ def parse_args(argv):
     parser.add_argument("--model", required=True, help="MLflow model URI: runs:/<run_id>/model, models:/<name>/<version|alias|latest>")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="images, folders of images, videos")
     parser.add_argument("--out", default="predictions", help="output folder (default ./predictions)")
-    parser.add_argument("--min-face", type=int, default=32, help="smallest face side in pixels (default 32)")
-    parser.add_argument("--every", type=int, default=1, help="videos: classify every N-th frame (default 1)")
+    add_verbose_argument(parser)
+    parser.add_argument("--min-face", type=positive_int, default=32, help="smallest face side in pixels (default 32)")
+    parser.add_argument("--every", type=positive_int, default=1, help="videos: classify every N-th frame (default 1)")
     parser.add_argument("--threshold", type=float, default=0.0,
                         help=f"below this top probability a face is labelled '{UNCERTAIN}' (default 0: always a label)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     args = parser.parse_args(argv)
     if args.every < 1 or args.min_face < 1 or not 0 <= args.threshold <= 1:
         parser.error("--every and --min-face must be positive, --threshold in [0, 1]")
@@ -149,11 +150,56 @@ def write_rows(path: Path, rows: list[dict], fields: list[str]) -> None:
         writer.writerows(rows)
 
 
-def process_image(predictor: Predictor, path: Path, out: Path) -> list[FacePrediction]:
+class RowStream:
+    """predictions.csv written as the files are done (a temp file, renamed at the end): when the disk
+    fills up on a later annotated image, the rows of the faces already found are kept."""
+
+    def __init__(self, path: Path, fields: list[str]):
+        self.path, self.tmp = path, path.with_name(f"{path.stem}.tmp{path.suffix}")
+        self.file = open(self.tmp, "w", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=fields)
+        self.writer.writeheader()
+
+    def add(self, rows: list[dict]) -> None:
+        try:
+            self.writer.writerows(rows)
+            self.file.flush()
+        except OSError as err:
+            raise WorkbenchError(f"cannot add its rows to {self.path.name} ({err.strerror or err})") from None
+
+    def close(self) -> None:
+        self.file.close()
+        self.tmp.replace(self.path)
+
+
+def write_image(path: Path, bgr) -> None:
+    """Encode in memory, then write: cv2.imwrite only says False on a full or read-only disk."""
+    import cv2
+
+    from workbench.files import atomic_path
+
+    ok, encoded = cv2.imencode(path.suffix, bgr)
+    if not ok:
+        raise WorkbenchError(f"cannot encode the annotated image as {path.suffix}")
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(encoded.tobytes())
+    except OSError as err:
+        raise WorkbenchError(f"cannot write {path} ({err.strerror or err})") from None
+
+
+def output_names(files: list[tuple[Path, Path]]) -> list[Path]:
+    """Each input's output stem: `x.jpg` -> `x`, unless two inputs would share it (`x.jpg`, `x.png`):
+    then both keep their extension (`x.jpg`, `x.png`), so no output overwrites another."""
+    stems = [rel.with_name(rel.stem) for _, rel in files]
+    shared = {s for s in stems if stems.count(s) > 1}
+    return [rel if stem in shared else stem for (_, rel), stem in zip(files, stems)]
+
+
+def process_image(predictor: Predictor, path: Path, out: Path, rows: RowStream) -> list[FacePrediction]:
     import cv2
 
     from workbench.data.decode import read_rgb
-    from workbench.files import atomic_path
 
     rgb = read_rgb(path)
     if rgb is None:
@@ -161,8 +207,8 @@ def process_image(predictor: Predictor, path: Path, out: Path) -> list[FacePredi
     found = predictor.faces(rgb, str(path))
     if not found:
         raise WorkbenchError(f"no face found (try a smaller --min-face than {predictor.detector.min_face})")
-    with atomic_path(out) as tmp:
-        cv2.imwrite(str(tmp), annotate(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), found))
+    rows.add([f.row() for f in found])
+    write_image(out, annotate(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), found))
     return found
 
 
@@ -207,42 +253,51 @@ def process_video(predictor: Predictor, path: Path, out_video: Path, out_csv: Pa
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(args.verbose)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar: ours, over the files
     with user_errors():
         from tqdm import tqdm
 
         from workbench import CLASS_NAMES
-        from workbench.files import write_json_atomic
+        from workbench.files import writable_dir, write_json_atomic
 
+        out = writable_dir(Path(args.out), "--out")
         model = load_classifier(args.model)
         predictor = Predictor(model, args.min_face, args.threshold, args.batch_size)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         fields = list(FacePrediction.__dataclass_fields__)[:-1] + [f"p_{c}" for c in CLASS_NAMES]
         files = expand(args.paths)
         results: list[FacePrediction] = []
         problems: list[tuple[str, str]] = []
-        for path, rel in tqdm(files, desc="files", unit="file"):
+        rows = RowStream(out / "predictions.csv", fields)
+        for (path, _), name in zip(tqdm(files, desc="files", unit="file"), output_names(files)):
             suffix = path.suffix.lower()
             try:
                 if not path.exists():
                     raise WorkbenchError("no such file or folder")
                 if suffix in IMAGE_EXT:
-                    results += process_image(predictor, path, out / rel.with_name(rel.stem + ".annotated.jpg"))
+                    results += process_image(predictor, path, out / f"{name}.annotated.jpg", rows)
                 elif suffix in VIDEO_EXT:
-                    results += process_video(predictor, path, out / rel.with_name(rel.stem + ".annotated.mp4"),
-                                             out / rel.with_name(rel.stem + ".frames.csv"), args.every, fields)
+                    found = process_video(predictor, path, out / f"{name}.annotated.mp4", out / f"{name}.frames.csv",
+                                          args.every, fields)
+                    rows.add([f.row() for f in found])
+                    results += found
                 else:
                     raise WorkbenchError(f"unsupported format '{suffix or path.name}': expected an image "
                                          f"({', '.join(sorted(IMAGE_EXT))}) or a video ({', '.join(sorted(VIDEO_EXT))})")
             except WorkbenchError as err:
                 problems.append((str(path), str(err)))
                 tqdm.write(f"error: {path}: {err}", file=sys.stderr)
-        write_rows(out / "predictions.csv", [f.row() for f in results], fields)
+        try:
+            rows.close()
+        except OSError as err:
+            raise WorkbenchError(f"--out {out}: cannot finish predictions.csv ({err.strerror or err})") from None
         summary = {"model": args.model, "files": len(files), "faces": len(results),
                    "problems": [{"file": f, "error": e} for f, e in problems], "faces_found": [f.row() for f in results]}
-        write_json_atomic(out / "predictions.json", summary)
+        try:
+            write_json_atomic(out / "predictions.json", summary)
+        except OSError as err:
+            raise WorkbenchError(f"--out {out}: cannot write predictions.json ({err.strerror or err}); "
+                                 "predictions.csv is complete") from None
         counts = {}
         for f in results:
             counts[f.label] = counts.get(f.label, 0) + 1

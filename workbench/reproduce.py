@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from workbench.cli import add_config_arguments, quiet_tensorflow, user_errors
+from workbench.cli import add_config_arguments, positive_int, quiet_tensorflow, user_errors
 
 TARGET = 0.645
 EXPERIMENT = "reproduce-65"
@@ -27,7 +27,7 @@ def parse_args(argv):
     parser.add_argument("--path", default=None,
                         help="ExpW: folder with label.lst (+ origin/ images or faces96/ crops) or the label.lst; "
                              "FER-2013: the CSV (default ../shared/data/fer2013/fer2013.csv.gz)")
-    parser.add_argument("--epochs", type=int, default=None, help="fewer epochs for a quick pass (the protocol: 50)")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="fewer epochs for a quick pass (the protocol: 50)")
     parser.add_argument("--target", type=float, default=TARGET)
     parser.add_argument("--report-dir", default="reports", help="where the markdown/HTML comparison is written")
     add_config_arguments(parser)
@@ -66,12 +66,12 @@ def data_overrides(args) -> tuple[list[str], list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(args.verbose)
     with user_errors():
         from workbench.config import load_config
 
         sets, notes = data_overrides(args)
-        if args.epochs:
+        if args.epochs is not None:
             sets.append(f"train.epochs={args.epochs}")
         original = load_config(EXPERIMENT, sets + args.overrides)
         for note in notes:

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--register", metavar="NAME", default=None,
                         help="put the trained model into the MLflow model registry as NAME (models:/NAME/latest)")
     args = parser.parse_args(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(args.verbose)
     with user_errors():
         from workbench.config import load_config
 
@@ -40,13 +40,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  test macro-F1      {m['test_macro_f1']:.4f}")
         print(f"  balanced accuracy  {m['test_balanced_accuracy']:.4f}")
         print(f"  epochs run         {int(m['epochs_run'])} (best validation epoch {int(m['best_epoch']) + 1})")
+        if "train_seconds" in m:
+            print(f"  training time      {m['train_seconds'] / 60:.1f} min ({m['train_images_per_second']:.0f} images/s)")
         if m["test_accuracy"] <= chance + 0.02:
             print(f"  warning: the model does not beat chance ({chance:.3f}): train longer or check the data")
         zero = [c for c in CLASS_NAMES if m[f"test_f1_{c}"] == 0]
         if zero:
             print(f"  warning: F1 is 0 for {', '.join(zero)} (never predicted right)")
-        print(f"  MLflow run         {result.run_id} (experiment {cfg.experiment_name}, store {result.tracking_uri})")
-        from workbench.tracking import register_model, ui_command
+        from workbench.tracking import display_uri, register_model, ui_command
+        print(f"  MLflow run         {result.run_id} (experiment {cfg.experiment_name}, store {display_uri(result.tracking_uri)})")
 
         if args.register:
             version = register_model(result.model_uri, args.register, result.run_id)
@@ -62,13 +64,13 @@ def resumed_config(run_id: str):
 
     from workbench.config import config_from_dict
     from workbench.errors import WorkbenchError
-    from workbench.tracking import tracking_uri
+    from workbench.tracking import display_uri, tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
     try:
         text = mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
     except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing run or artifact
-        raise WorkbenchError(f"--resume {run_id}: no such run with a config.yaml in {tracking_uri()} "
+        raise WorkbenchError(f"--resume {run_id}: no such run with a config.yaml in {display_uri(tracking_uri())} "
                              f"({type(err).__name__})") from None
     return config_from_dict(yaml.safe_load(text), f"run {run_id} config.yaml")
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from workbench.config import (EXPERIMENTS_DIR, ExperimentConfig, config_from_dict, flatten, read_yaml_mapping,
+from workbench.config import (find_yaml, ExperimentConfig, config_from_dict, flatten, read_yaml_mapping,
                               set_dotted)
 from workbench.errors import WorkbenchError
 
@@ -87,11 +87,7 @@ class SweepSpec(_Strict):
 
 
 def load_spec(name_or_path: str) -> tuple[SweepSpec, Path]:
-    path = Path(name_or_path)
-    if not (path.suffix in {".yaml", ".yml"} or path.exists()):
-        path = EXPERIMENTS_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise WorkbenchError(f"{path}: no such sweep file (e.g. experiments/sweep.yaml)")
+    path = find_yaml(name_or_path, "sweep")
     tree = read_yaml_mapping(path, "a mapping (experiment, objective, params, ...)")
     try:
         return SweepSpec.model_validate(tree), path

@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from workbench.cli import add_config_arguments, quiet_tensorflow, user_errors
+from workbench.cli import add_config_arguments, positive_int, quiet_tensorflow, user_errors
 from workbench.errors import WorkbenchError
 
 DEFAULT_TRIALS = 40
@@ -35,7 +35,7 @@ def default_storage() -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m workbench.sweep", description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
+    parser.add_argument("--trials", type=positive_int, default=DEFAULT_TRIALS,
                         help="finished trials (complete or pruned) the study should hold (default 40)")
     parser.add_argument("--space", default="sweep", help="sweep file: a name in experiments/ or a path (default sweep)")
     parser.add_argument("--experiment", default=None, help="base experiment (default: the sweep file's `experiment`)")
@@ -44,11 +44,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="Optuna storage URL (default $OPTUNA_STORAGE, else sqlite:///mlruns/optuna.db; postgresql://... for many machines)")
     add_config_arguments(parser)
     parser.add_argument("--timeout", type=float, default=None, help="seconds after which this worker starts no new trial")
-    parser.add_argument("--n-jobs", type=int, default=1, help="worker processes to run on this machine")
+    parser.add_argument("--n-jobs", type=positive_int, default=1, help="worker processes to run on this machine")
     parser.add_argument("--worker-index", default="0",
                         help="distinct per hand-started worker (seeds its sampler); 'auto' derives one from host and pid")
     parser.add_argument("--no-final", action="store_true", help="skip retraining the best trial when the study is done")
-    parser.add_argument("--best-dir", default=None, help="where <study>-best.yaml is written (default experiments/)")
+    parser.add_argument("--best-dir", default=None, help="where <study>-best.yaml is written (default ./experiments)")
     args = parser.parse_args(argv)
     if args.trials < 1 or args.n_jobs < 1:
         parser.error("--trials and --n-jobs must be at least 1")
@@ -66,7 +66,7 @@ def worker_index(value: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(args.verbose)
     with user_errors():
         if args.n_jobs > 1:
             return run_local_workers(args, argv if argv is not None else sys.argv[1:])
@@ -384,9 +384,9 @@ def _short(value: Any) -> str:
 
 
 def write_best_config(cfg, directory: Path | None, study: str, trial: int, value: float, metric: str, run_id: str) -> Path:
-    from workbench.config import EXPERIMENTS_DIR
+    from workbench.config import user_experiments_dir
 
-    directory = directory or EXPERIMENTS_DIR
+    directory = directory or user_experiments_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{study}-best.yaml"
     cfg = cfg.model_copy(deep=True)

@@ -6,14 +6,14 @@ artifacts in `./mlruns/artifacts`; `MLFLOW_TRACKING_URI` overrides it, so a remo
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import threading
+import time
 from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlparse
@@ -27,6 +27,7 @@ from workbench import CLASS_NAMES, NUM_CLASSES
 from workbench.config import ExperimentConfig
 from workbench.data.cache import default_cache_dir
 from workbench.data.faces import Faces
+from workbench.errors import WorkbenchError
 from workbench.files import write_json_atomic
 
 PACKAGES = ("tensorflow", "keras", "mlflow", "optuna", "imbalanced-learn", "scikit-learn", "opencv-python-headless",
@@ -49,48 +50,94 @@ def artifact_location(uri: str) -> str | None:
     return None
 
 
+def display_uri(uri: str) -> str:
+    """The store's address without its password, for anything printed or logged."""
+    parts = urlparse(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+
+
 def ui_command(uri: str) -> str:
     if urlparse(uri).scheme in ("http", "https"):
-        return f"open {uri}"
+        return f"open {display_uri(uri)}"
     if uri == f"sqlite:///{default_store_dir() / 'mlflow.db'}":
         return "make ui   (then open http://127.0.0.1:5000)"
-    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+    return f"mlflow ui --backend-store-uri {display_uri(uri)} --host 127.0.0.1 --port 5000"
+
+
+STORE_LOCK_TIMEOUT_S = 300
+
+
+@contextlib.contextmanager
+def sqlite_store_lock(uri: str, timeout_s: float = STORE_LOCK_TIMEOUT_S):
+    """Serialise opening a local SQLite store between processes: MLflow creates and migrates the
+    schema on first open, and two processes doing it at once break it (`_alembic_tmp_experiments
+    already exists`). Other stores (PostgreSQL, a server) need no lock here."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(db.with_name(db.name + ".lock"), "a")
+    except OSError as err:
+        raise WorkbenchError(f"MLflow store {db.parent}: cannot write there ({err.strerror}); "
+                             "run from a writable folder or set MLFLOW_TRACKING_URI") from None
+    with handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise WorkbenchError(f"MLflow store {db}: another process held its lock for {timeout_s:.0f} s; "
+                                         "is one stuck? stop it and retry") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def configure(experiment_name: str) -> str:
     """Point MLflow at the store and return the experiment id (creating the experiment if needed)."""
     uri = tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    experiment = mlflow.get_experiment_by_name(experiment_name)
-    if experiment is None:
+    with sqlite_store_lock(uri):
         try:
-            experiment_id = mlflow.create_experiment(experiment_name, artifact_location=artifact_location(uri))
-        except mlflow.exceptions.MlflowException:
-            experiment_id = mlflow.get_experiment_by_name(experiment_name).experiment_id  # created meanwhile
-    else:
-        experiment_id = experiment.experiment_id
+            experiment = mlflow.get_experiment_by_name(experiment_name)
+            if experiment is None:
+                try:
+                    # The kind tag opens the experiment in the UI's model-training view, not its GenAI one.
+                    experiment_id = mlflow.create_experiment(experiment_name, artifact_location=artifact_location(uri),
+                                                             tags={"mlflow.experimentKind": "custom_model_development"})
+                except mlflow.exceptions.MlflowException:
+                    experiment = mlflow.get_experiment_by_name(experiment_name)  # another worker created it
+                    if experiment is None:
+                        raise
+                    experiment_id = experiment.experiment_id
+            else:
+                experiment_id = experiment.experiment_id
+        except mlflow.exceptions.MlflowException as err:
+            raise WorkbenchError(f"MLflow store {display_uri(uri)}: {str(err).strip().splitlines()[0]}; "
+                                 "check that it is writable and reachable, or set MLFLOW_TRACKING_URI") from None
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
 
-def _sigterm_as_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 @contextlib.contextmanager
 def tracked_run(run_name: str, nested: bool = False, tags: dict[str, str] | None = None, run_id: str | None = None):
-    """An MLflow run that always ends: FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM.
+    """An MLflow run that always ends: FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM
+    (which `cli.user_errors` raises as `Terminated`, a KeyboardInterrupt).
     With `run_id`, that (unfinished) run is reopened instead of a new one started."""
     if run_id is not None:
         run = mlflow.start_run(run_id=run_id, nested=nested)
         mlflow.set_tags({**(tags or {}), "resumed": "true"})
     else:
         run = mlflow.start_run(run_name=run_name, nested=nested, tags=tags)
-    restore = None
-    if threading.current_thread() is threading.main_thread():
-        restore = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         yield run
     except KeyboardInterrupt:
@@ -101,9 +148,6 @@ def tracked_run(run_name: str, nested: bool = False, tags: dict[str, str] | None
         raise
     else:
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
-    finally:
-        if restore is not None:
-            signal.signal(signal.SIGTERM, restore)
 
 
 def run_name(cfg: ExperimentConfig, dataset: str) -> str:

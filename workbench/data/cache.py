@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -69,9 +70,35 @@ def load(cache_dir: Path, key: str) -> Faces | None:
                  skipped=[Skipped(**s) for s in meta["skipped"]])
 
 
-def store(cache_dir: Path, key: str, faces: Faces) -> None:
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key[:16]}-", dir=cache_dir))
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def drop_stale_temps(cache_dir: Path) -> None:
+    """Temp folders (`.<key>-<pid>-*`) of writers that died (kill -9, power cut) would stay forever:
+    FER-2013's is 421 MB. A live writer's is left alone."""
+    for tmp in cache_dir.glob(".*-*-*"):
+        parts = tmp.name[1:].split("-")
+        if len(parts) >= 3 and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def store(cache_dir: Path, key: str, faces: Faces) -> bool:
+    """Write the entry; False (and a one-line note) when the folder cannot take it: the run goes on
+    without the cache rather than failing on a read-only or full disk."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        drop_stale_temps(cache_dir)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:16]}-{os.getpid()}-", dir=cache_dir))
+    except OSError as err:
+        _note_not_cached(cache_dir, err)
+        return False
     try:
         for name in ARRAYS:
             array = getattr(faces, name)
@@ -84,5 +111,15 @@ def store(cache_dir: Path, key: str, faces: Faces) -> None:
             os.rename(tmp, cache_dir / key)
         except OSError:
             pass  # another process stored the same entry first; theirs is identical
+    except OSError as err:
+        _note_not_cached(cache_dir, err)
+        return False
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return True
+
+
+def _note_not_cached(cache_dir: Path, err: OSError) -> None:
+    reason = err.strerror or f"{err}: is the disk full?"  # numpy's short write has no errno
+    print(f"note: decoded faces not cached in {cache_dir} ({reason}); the next run decodes again "
+          "(set data.cache_dir to a writable folder)", file=sys.stderr)

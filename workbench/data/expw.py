@@ -87,6 +87,11 @@ def parse_label_file(label_file: Path) -> list[Box]:
                     raise WorkbenchError(f"{label_file}:{n}: field {name} is {text!r}, expected a number") from None
             if not 0 <= values[-1] < NUM_CLASSES:
                 raise WorkbenchError(f"{label_file}:{n}: field expression_label is {values[-1]}, expected 0..6")
+            name = Path(parts[0])
+            if name.is_absolute() or ".." in name.parts:
+                # Names are read below the image folder only: a label file must not reach other files.
+                raise WorkbenchError(f"{label_file}:{n}: field image_name is {parts[0]!r}; expected a name inside the "
+                                     "image folder (no absolute path, no '..')")
             boxes.append(Box(n, parts[0], *values))
     return boxes
 

@@ -28,19 +28,31 @@ def class_index(folder: Path) -> int:
         ) from None
 
 
-def list_images(root: Path) -> list[tuple[Path, int, str]]:
-    """(file, label, split) for every image; split is "" without a train/test level."""
+def list_images(root: Path) -> tuple[list[tuple[Path, int, str]], list[Skipped]]:
+    """(file, label, split) for every image, split "" without a train/test level; and the entries
+    named like images that are not readable files (a dangling link, a link loop, a folder `x.jpg`)."""
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     split_dirs = [p for p in subdirs if p.name.lower() in SPLIT_NAMES]
+    if split_dirs and len(split_dirs) < len(subdirs):
+        others = [p.name for p in subdirs if p not in split_dirs]
+        raise WorkbenchError(
+            f"{root}: has split folders ({', '.join(p.name for p in split_dirs)}) beside other folders "
+            f"({', '.join(others[:4])}); move the class folders under the split folders, or rename the split folders")
     layout = [(d, SPLIT_NAMES[d.name.lower()]) for d in split_dirs] if split_dirs else [(root, "")]
-    items = []
+    items, skipped = [], []
     for base, split in layout:
         for class_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
             label = class_index(class_dir)
-            items += [(f, label, split) for f in sorted(class_dir.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+            for f in sorted(class_dir.iterdir()):
+                if f.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                if f.is_file():  # follows links: False for a dangling link, a loop or a folder
+                    items.append((f, label, split))
+                else:
+                    skipped.append(Skipped(str(f.relative_to(root)), "not a readable file (a folder, or a broken link)"))
     if not items:
         raise WorkbenchError(f"{root}: no images found (expected {root}/<class>/*.jpg, classes {', '.join(CLASS_NAMES)})")
-    return items
+    return items, skipped
 
 
 class FoldersSource:
@@ -48,7 +60,7 @@ class FoldersSource:
 
     def __init__(self, root: Path, select=None):
         self.path = root
-        items = list_images(root)
+        items, self.not_files = list_images(root)
         self.items = items if select is None else [items[i] for i in np.sort(select(len(items)))]
 
     def files(self) -> list[Path]:
@@ -73,5 +85,5 @@ class FoldersSource:
             ids=np.array([rel[i] for i in keep], dtype=str),
             format=self.format,
             path=str(root),
-            skipped=[Skipped(rel[i], "unreadable image") for i, face in enumerate(decoded) if face is None],
+            skipped=self.not_files + [Skipped(rel[i], "unreadable image") for i, face in enumerate(decoded) if face is None],
         )
