@@ -75,6 +75,7 @@ def runs(uri: str, role: str, study: str):
     ({"balance.smote": {"choices": []}}, "choices must not be empty"),
     ({"train.learning_rate": {"low": 0.0, "high": 0.01, "log": True}}, "log scale needs low > 0"),
     ({"augment.strength": {"low": 0.0}}, "needs low and high, or choices"),
+    ({"data.image_size": {"low": 16, "high": 48}}, "data.image_size 16 is too small for model reference"),
 ])
 def test_bad_space_entries_are_one_line_errors(tmp_path, capsys, params, message):
     space = write_space(tmp_path / "space.yaml", **params)
@@ -251,3 +252,39 @@ def test_killed_worker_trial_is_failed_retried_and_the_study_completes(tmp_path,
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     orphan_run = client.get_run(orphan.user_attrs["mlflow_run_id"])
     assert orphan_run.info.status == "FAILED" and orphan_run.data.tags["trial_state"] == "FAIL"
+    (victim_parent,) = [r for r in runs(env["MLFLOW_TRACKING_URI"], "study", "crash")
+                        if r.data.tags["sweep.worker"].endswith(f":{victim.pid}")]
+    assert victim_parent.info.status == "KILLED"  # ended by the next worker on this host, not RUNNING forever
+
+
+def test_a_terminated_sweep_ends_its_runs_killed_and_its_trial_failed(tmp_path, env):
+    storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
+    space = write_space(tmp_path / "space.yaml")
+    slow = [s for s in TINY if not s.startswith("train.epochs")] + ["train.epochs=40"]
+    proc = subprocess.Popen(sweep_cmd("--space", str(space), "--study", "term", "--storage", storage, "--trials", "2",
+                                      sets=slow), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                trials = optuna.load_study(study_name="term", storage=storage).trials
+            except KeyError:
+                trials = []
+            if any("mlflow_run_id" in t.user_attrs for t in trials):
+                break
+            time.sleep(0.3)
+        time.sleep(2)  # into the trial's epochs
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and "Traceback" not in err
+    (trial,) = optuna.load_study(study_name="term", storage=storage).trials
+    assert trial.state.name == "FAIL"
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    trial_run = client.get_run(trial.user_attrs["mlflow_run_id"])
+    assert trial_run.info.status == "KILLED" and trial_run.data.tags["trial_state"] == "FAIL"
+    (parent,) = runs(env["MLFLOW_TRACKING_URI"], "study", "term")
+    assert parent.info.status == "KILLED"
+

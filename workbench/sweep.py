@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import logging
 import os
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from workbench import processes
 from workbench.cli import add_config_arguments, positive_int, quiet_tensorflow, user_errors
 from workbench.errors import WorkbenchError
 
@@ -215,8 +217,14 @@ class Sweep:
         reporter = OptunaReporter(trial, self.spec.objective.metric)
         tags = {"optuna.study": self.study_name, "optuna.trial": str(trial.number), "trial_state": "RUNNING",
                 "sweep.role": "trial"}
-        result = run_experiment(cfg, callbacks=[reporter], nested=True, light=True, tags=tags,
-                                data=(self.faces, prepare(self.faces, cfg)), evaluate_on="val", verbose=False)
+        try:
+            result = run_experiment(cfg, callbacks=[reporter], nested=True, light=True, tags=tags,
+                                    data=(self.faces, prepare(self.faces, cfg)), evaluate_on="val", verbose=False)
+        except BaseException:
+            # Optuna fails the trial (an error, Ctrl-C, SIGTERM): its run says so, not RUNNING.
+            if run_id := trial.user_attrs.get("mlflow_run_id"):
+                self.client.set_tag(run_id, "trial_state", "FAIL")
+            raise
         self.epochs_here += int(result.metrics["epochs_run"])
         self.client.set_tag(result.run_id, "trial_state", "PRUNED" if reporter.pruned else "COMPLETE")
         if reporter.pruned:
@@ -233,6 +241,8 @@ class Sweep:
         from workbench.data import load_faces
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        for handler in logging.getLogger("optuna").handlers:  # Optuna's own handler, set up by the line above
+            handler.addFilter(_no_interrupt_traceback)
         study = self.make_study()
         self.faces = load_faces(self.base.data, self.base.seed)  # decoded once per worker, reused by every trial
         experiment_id = tracking.configure(self.base.experiment_name)
@@ -254,6 +264,7 @@ class Sweep:
             while True:
                 optuna.storages.fail_stale_trials(study)  # a dead worker's trial: FAIL, then a WAITING retry
                 self.close_orphaned_runs(study)
+                self.close_dead_workers_runs(experiment_id)
                 if self.args.timeout and time.monotonic() - started > self.args.timeout:
                     break
                 if len(self.states(study, COUNTED)) >= self.target and not self.states(study, ("WAITING",)):
@@ -303,6 +314,17 @@ class Sweep:
             if run.info.status == "RUNNING":
                 self.client.set_tag(run_id, "trial_state", "FAIL")
                 self.client.set_terminated(run_id, "FAILED")
+
+    def close_dead_workers_runs(self, experiment_id: str) -> None:
+        """A worker killed outright (SIGKILL, OOM) leaves its study run RUNNING: a worker on the same
+        host ends it KILLED once that process is gone. (Another host's process cannot be checked.)"""
+        host = socket.gethostname()
+        query = (f"tags.`sweep.role` = 'study' and tags.`optuna.study` = '{self.study_name}' "
+                 "and attributes.status = 'RUNNING'")
+        for run in self.client.search_runs([experiment_id], query):
+            worker_host, _, pid = run.data.tags.get("sweep.worker", "").rpartition(":")
+            if worker_host == host and pid.isdigit() and int(pid) != os.getpid() and not processes.alive(int(pid)):
+                self.client.set_terminated(run.info.run_id, "KILLED")
 
     def log_study(self, study) -> None:
         """Optuna's own plotly figures and the trials table, on this worker's parent run."""
@@ -370,6 +392,12 @@ class Sweep:
                   f"(run {result.run_id}); written {path}")
         from workbench.tracking import tracking_uri, ui_command
         print(f"MLflow experiment {self.base.experiment_name} (id {experiment_id}): {ui_command(tracking_uri())}")
+
+
+def _no_interrupt_traceback(record: logging.LogRecord) -> bool:
+    """Ctrl-C or SIGTERM during a trial: Optuna logs the failed trial with a traceback; the command
+    already says `interrupted`/`terminated` on one line."""
+    return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
 
 
 def _describe(params: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from mlflow.entities import RunStatus
 
-from workbench import CLASS_NAMES, NUM_CLASSES
+from workbench import CLASS_NAMES, NUM_CLASSES, processes
 from workbench.config import ExperimentConfig
 from workbench.data.cache import default_cache_dir
 from workbench.data.faces import Faces
@@ -282,11 +282,7 @@ def _owner_alive(folder: Path) -> bool:
         return False
     if owner.get("host") != os.uname().nodename or owner.get("pid") == os.getpid():
         return False
-    try:
-        os.kill(int(owner["pid"]), 0)
-    except (OSError, ValueError, KeyError):
-        return False
-    return True
+    return isinstance(owner.get("pid"), int) and processes.alive(owner["pid"])
 
 
 def find_resumable_run(experiment_id: str, key: str) -> str | None:

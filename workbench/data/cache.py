@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench import processes
 from workbench.data.faces import Faces, Skipped
 
 CACHE_VERSION = 1  # bump when decoding changes in a way the parameters don't show
@@ -70,22 +71,12 @@ def load(cache_dir: Path, key: str) -> Faces | None:
                  skipped=[Skipped(**s) for s in meta["skipped"]])
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def drop_stale_temps(cache_dir: Path) -> None:
     """Temp folders (`.<key>-<pid>-*`) of writers that died (kill -9, power cut) would stay forever:
     FER-2013's is 421 MB. A live writer's is left alone."""
     for tmp in cache_dir.glob(".*-*-*"):
         parts = tmp.name[1:].split("-")
-        if len(parts) >= 3 and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+        if len(parts) >= 3 and parts[1].isdigit() and not processes.alive(int(parts[1])):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
