@@ -38,7 +38,7 @@ test: setup
 
 ## The MLflow UI on the local store: http://127.0.0.1:$(PORT)
 ui: setup
-	@echo "MLflow UI: http://127.0.0.1:$(PORT)/#/experiments  (runs: Machine learning view; Ctrl-C stops it)"
+	@echo "MLflow UI: http://127.0.0.1:$(PORT)/\#/experiments?workflowType=machine_learning  (Ctrl-C stops it)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root ./mlruns/artifacts \
 		--host 127.0.0.1 --port $(PORT)
 

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as the commands do (workbench.cli)
+from workbench.cli import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()  # as the commands do
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

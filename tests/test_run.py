@@ -66,8 +66,13 @@ def test_run_logs_params_metrics_and_tags(quick_run, store):
     assert tags["protocol"] == "split-then-resample"
     assert tags["version.tensorflow"].startswith("2.21") and tags["version.mlflow"]
     assert "git_commit" in tags
-    assert f"lr={cfg.train.learning_rate:g}" in run.info.run_name and "baseline" in run.info.run_name
-    assert "reference" in run.info.run_name
+    # The name leads with what this run changes (the UI cuts long names); the test scores are one value
+    # each at step 0, beside the chance flags; data.path is the file read, not the config's null.
+    assert run.info.run_name == "baseline epochs=1 max_faces=700"
+    assert [(m.step, m.value) for m in client.get_metric_history(result.run_id, "test_accuracy")] == \
+        [(0, metrics["test_accuracy"])]
+    assert tags["beats_chance"] in ("yes", "no") and "zero_f1_classes" in tags
+    assert params["data.path"].endswith("workbench/samples/fer2013_sample.csv.gz")
 
 
 def test_run_logs_every_artifact(quick_run, store):
@@ -79,6 +84,31 @@ def test_run_logs_every_artifact(quick_run, store):
     if shutil.which("chromium"):
         expected |= {f"figures/{name}.png" for name in FIGURES}
     assert expected <= paths, expected - paths
+
+
+def test_report_has_a_header_stays_small_and_draws_offline(quick_run, store, tmp_path):
+    _, result = quick_run
+    folder = Path(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/figures", dst_path=str(tmp_path)))
+    report = (folder / "report.html").read_text()
+    assert (folder / "report.html").stat().st_size < 300_000  # plotly.js is beside it, not inside (4.8 MB)
+    m = result.metrics
+    for text in (f"baseline epochs=1 max_faces=700 ({result.run_id})", result.lineage["path"], "split-then-resample",
+                 f"{m['test_accuracy']:.4f}", f"{m['test_chance_uniform']:.3f} uniform", "Confusion matrix on test"):
+        assert text in report, text
+    assert (folder / "plotly.min.js").stat().st_size > 1_000_000
+    if not shutil.which("chromium"):
+        from servers import missing
+        missing("Debian's chromium", "apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=["--no-sandbox"])
+        context = browser.new_context(offline=True)
+        for page_name in ("report.html", "per_class_f1.html"):
+            page = context.new_page()
+            page.goto((folder / page_name).as_uri())
+            page.wait_for_selector(".main-svg", timeout=30_000)  # plotly drew: plotly.js loaded with no network
+        browser.close()
 
 
 def test_logged_config_is_the_whole_config(quick_run, store):

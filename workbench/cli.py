@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.abc
+import importlib.util
 import logging
 import os
 import signal
@@ -42,6 +44,10 @@ def quiet_tensorflow(verbose: bool = False) -> None:
     `verbose` keeps TensorFlow's own level. Must run before TensorFlow is imported."""
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # Lines logged while TensorFlow's libraries load ("before absl::InitializeLog()", cudart_stub)
+        # ignore that level: the import itself runs with file descriptor 2 silenced.
+        if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
+            sys.meta_path.insert(0, _QuietImport("tensorflow"))
     # tf.function retracing notices: sweeps build one model per trial, so retracing is expected.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     # Our tf.data input is shuffled by design; Keras warns about its own unused shuffle flag.
@@ -49,6 +55,41 @@ def quiet_tensorflow(verbose: bool = False) -> None:
     # MLflow's schema hint for integer label columns in the dataset manifest (it has no missing values).
     warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column")
     warnings.filterwarnings("ignore", message=r"The specified dataset source can be interpreted in multiple ways")
+
+
+@contextlib.contextmanager
+def _stderr_fd_silenced():
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Finds one top-level module (once) and runs its import with stderr silenced at the fd level."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            load = spec.loader.exec_module
+
+            def exec_module(module):
+                with _stderr_fd_silenced():
+                    load(module)
+
+            spec.loader.exec_module = exec_module
+        return spec
 
 
 @contextlib.contextmanager

@@ -71,14 +71,18 @@ def find_runs(client, experiments: list[str], run_ids: list[str], metric: str, t
 def table(runs, metric: str) -> str:
     from workbench import CLASS_NAMES
 
-    header = ["#", "run", "name", *[SHORT[p] for p in KEY_PARAMS], metric, "test_acc", "macro_f1",
+    from workbench.metrics import chance_verdict
+
+    header = ["#", "run", "name", *[SHORT[p] for p in KEY_PARAMS], metric, "test_acc", "chance", "beats", "macro_f1",
               *[f"f1_{c[:3]}" for c in CLASS_NAMES]]
     rows = []
     for i, r in enumerate(runs, start=1):
         m, p = r.data.metrics, r.data.params
         fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else "-"  # noqa: E731
+        verdict = chance_verdict(m) if "test_chance_uniform" in m and "test_accuracy" in m else None
         rows.append([str(i), r.info.run_id[:8], (r.info.run_name or "")[:38], *[_short(p.get(k, "-")) for k in KEY_PARAMS],
-                     fmt(m.get(metric)), fmt(m.get("test_accuracy")), fmt(m.get("test_macro_f1")),
+                     fmt(m.get(metric)), fmt(m.get("test_accuracy")), f"{verdict.chance:.3f}" if verdict else "-",
+                     ("yes" if verdict.beats else "NO") if verdict else "-", fmt(m.get("test_macro_f1")),
                      *[fmt(m.get(f"test_f1_{c}")) for c in CLASS_NAMES]])
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in [header, *rows])
@@ -138,15 +142,16 @@ def main(argv: list[str] | None = None) -> int:
 
         from workbench import tracking
         from workbench.figures import write_figures, write_report
-        from workbench.files import atomic_path
+        from workbench.files import atomic_path, writable_dir
 
         uri = tracking.tracking_uri()
         mlflow.set_tracking_uri(uri)
         client = mlflow.MlflowClient(uri)
+        out = Path(args.out)
+        writable_dir(out.parent, "--out")
         runs = find_runs(client, args.experiment, args.runs, args.metric, args.top)
         print(table(runs, args.metric))
         figs = report_figures(client, runs, args.metric)
-        out = Path(args.out)
         with atomic_path(out) as tmp:
             write_report(figs, tmp, f"{len(runs)} runs ranked by {args.metric}")
         print(f"\nreport: {out}")

@@ -278,4 +278,24 @@ def load_tree(name_or_path: str, overrides: list[str] | None = None) -> tuple[di
 
 def load_config(name_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
     tree, source = load_tree(name_or_path, overrides)
-    return config_from_dict(tree, source)
+    cfg = config_from_dict(tree, source)
+    if cfg.tracking.run_name is None:
+        cfg.tracking.run_name = default_run_name(cfg.name, overrides or [])
+    return cfg
+
+
+# Keys that change where things go, not what is trained: left out of run names.
+_UNNAMED = ("tracking.", "data.cache_dir", "data.workers")
+
+
+def default_run_name(name: str, overrides: list[str]) -> str:
+    """The experiment's name, then what this run changes (`baseline lr=0.002 strength=0.5`): the MLflow
+    UI cuts long names, so what differs between runs comes first and stays visible."""
+    parts = [name]
+    for item in overrides:
+        key, value = parse_override(item)
+        if key.startswith(_UNNAMED):
+            continue
+        text = Path(str(value)).name if key == "data.path" else str(value).replace(" ", "")
+        parts.append(f"{key.rsplit('.', 1)[-1].replace('learning_rate', 'lr')}={text}")
+    return " ".join(parts)

@@ -24,7 +24,7 @@ from workbench.balance import class_weights
 from workbench.config import ExperimentConfig
 from workbench.data import load_faces
 from workbench.data.faces import Faces
-from workbench.metrics import Evaluation, chance_levels, evaluate
+from workbench.metrics import Evaluation, chance_levels, chance_verdict, evaluate
 from workbench.models import options_for
 from workbench.models.registry import flops_per_image, make_model
 from workbench.protocol import Prepared, prepare
@@ -100,15 +100,14 @@ def run_experiment(cfg: ExperimentConfig, callbacks: Sequence[keras.callbacks.Ca
     run_tags = {"protocol": cfg.protocol, "dataset": Path(faces.path).name, "dataset_digest": faces.digest[:16],
                 "model": cfg.model.name, "precision": precision, "resume_key": key,
                 **tracking.git_state(), **tracking.package_versions(), **(tags or {})}
-    name = tracking.run_name(cfg, Path(faces.path).name)
-    with tracking.tracked_run(name, nested=nested, tags=run_tags, run_id=resume_run_id) as run:
+    with tracking.tracked_run(cfg.tracking.run_name or cfg.name, nested=nested, tags=run_tags, run_id=resume_run_id) as run:
         run_id = run.info.run_id
         if resume_run_id is not None:
             print(f"resuming MLflow run {run_id} from its last finished epoch")
         checkpoints = tracking.checkpoint_dir(run_id) if resumable else None
         with tracking.owned(checkpoints):
             if resume_run_id is None:
-                tracking.log_config(cfg)
+                tracking.log_config(cfg, faces.path)
             lineage = tracking.log_dataset(prepared.parts(), prepared.synthetic, faces, cfg.protocol,
                                            prepared.split_method, manifest=not light, inputs=resume_run_id is None)
             steps = math.ceil(len(prepared.train) / cfg.train.batch_size)
@@ -132,9 +131,12 @@ def run_experiment(cfg: ExperimentConfig, callbacks: Sequence[keras.callbacks.Ca
             if epochs_here:  # a resumed run that had nothing left to train has no speed to report
                 metrics |= {"train_seconds": train_seconds,
                             "train_images_per_second": len(prepared.train) * epochs_here / train_seconds}
-            # At the last epoch's step, so that val_accuracy's final value continues its per-epoch curve.
-            mlflow.log_metrics(metrics, step=max(epochs_run - 1, 0))
-            log_evaluation(ev, result.history, split.images, cfg.seed, light)
+            # Test scores at step 0, one value each (the UI shows them as numbers and bars); a trial's
+            # validation scores at the last epoch's step, continuing their per-epoch curves.
+            mlflow.log_metrics(metrics, step=0 if evaluate_on == "test" else max(epochs_run - 1, 0))
+            mlflow.set_tags(chance_verdict(metrics, evaluate_on).tags())
+            header = report_header(cfg, faces, metrics, evaluate_on, run_id)
+            log_evaluation(ev, result.history, split.images, cfg.seed, light, evaluate_on, header)
             model_uri = None if light or not cfg.tracking.log_model else tracking.log_model(
                 model, split.images[:1].astype(np.float32))
         tracking.drop_checkpoints(checkpoints)  # finished: nothing left to resume
@@ -154,21 +156,48 @@ def train(model: keras.Model, cfg: ExperimentConfig, prepared: Prepared, callbac
                callbacks=callbacks, verbose=verbose)
 
 
-def log_evaluation(ev: Evaluation, history: dict[str, list[float]], test_images: np.ndarray, seed: int,
-                   light: bool) -> None:
+def report_header(cfg: ExperimentConfig, faces: Faces, metrics: dict[str, float], split: str, run_id: str) -> str:
+    """What report.html opens with: the run, its data, the settings that matter, its scores beside chance."""
+    verdict = chance_verdict(metrics, split)
+    t, d = cfg.train, cfg.data
+    rows = [
+        ("run", f"{cfg.tracking.run_name or cfg.name} ({run_id})"),
+        ("data", f"{faces.path} (digest {faces.digest[:16]}, {len(faces)} faces, {d.image_size}x{d.image_size} "
+                 f"{'grey' if d.channels == 1 else 'RGB'})"),
+        ("protocol", cfg.protocol),
+        ("model", f"{cfg.model.name}, {int(metrics['model_parameters']):,} parameters" if "model_parameters" in metrics
+         else cfg.model.name),
+        ("recipe", f"{t.optimizer} lr {t.learning_rate:g} ({t.schedule}), batch {t.batch_size}, "
+                   f"{int(metrics['epochs_run'])} epochs (best {int(metrics['best_epoch']) + 1}), augmentation "
+                   f"{cfg.augment.strength:g}, SMOTE {'on' if cfg.balance.smote else 'off'}"),
+        (f"{split} accuracy", f"{metrics[f'{split}_accuracy']:.4f}"),
+        (f"{split} macro-F1", f"{metrics[f'{split}_macro_f1']:.4f}"),
+        ("chance", f"{metrics[f'{split}_chance_uniform']:.3f} uniform, {metrics[f'{split}_chance_majority']:.3f} "
+                   "always the commonest class"),
+    ]
+    warnings = []
+    if not verdict.beats:
+        warnings.append(f"This model does not beat chance ({verdict.chance:.3f}).")
+    if verdict.zero_f1:
+        warnings.append(f"F1 is 0 for {', '.join(verdict.zero_f1)}: never predicted right.")
+    return figures.header_table(rows, warnings)
+
+
+def log_evaluation(ev: Evaluation, history: dict[str, list[float]], images: np.ndarray, seed: int,
+                   light: bool, split: str, header: str) -> None:
     mlflow.log_dict(ev.report, "metrics/classification_report.json")
     mlflow.log_text(ev.report_text, "metrics/classification_report.txt")
     figs = {
         "curves": figures.curves(history),
-        "confusion_matrix": figures.confusion(ev, normalized=False),
-        "confusion_matrix_normalized": figures.confusion(ev, normalized=True),
-        "per_class_f1": figures.per_class_f1(ev),
+        "confusion_matrix": figures.confusion(ev, normalized=False, split=split),
+        "confusion_matrix_normalized": figures.confusion(ev, normalized=True, split=split),
+        "per_class_f1": figures.per_class_f1(ev, split),
     }
     if not light:
-        figs["test_predictions"] = figures.prediction_grid(test_images, ev, seed)
-        figs["confident_mistakes"] = figures.confident_mistakes(test_images, ev)
+        figs[f"{split}_predictions"] = figures.prediction_grid(images, ev, seed)
+        figs["confident_mistakes"] = figures.confident_mistakes(images, ev)
     with tempfile.TemporaryDirectory() as tmp:
-        figures.write_figures(figs, Path(tmp), png=True)
+        figures.write_figures(figs, Path(tmp), png=True, offline=not light)
         if not light:
-            figures.write_report(figs, Path(tmp) / "report.html", "Run report")
+            figures.write_report(figs, Path(tmp) / "report.html", "Run report", header)
         mlflow.log_artifacts(tmp, "figures")

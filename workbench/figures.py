@@ -5,6 +5,7 @@ Each figure is written as interactive HTML and, where kaleido finds Chrome/Chrom
 from __future__ import annotations
 
 import contextlib
+import html
 import os
 import sys
 import threading
@@ -15,6 +16,7 @@ import kaleido
 import numpy as np
 import plotly.graph_objects as go
 from choreographer.browsers.chromium import Chromium
+from plotly.offline import get_plotlyjs, get_plotlyjs_version
 from plotly.subplots import make_subplots
 
 from workbench import CLASS_NAMES
@@ -38,23 +40,23 @@ def curves(history: dict[str, list[float]]) -> go.Figure:
     return fig
 
 
-def confusion(ev: Evaluation, normalized: bool) -> go.Figure:
+def confusion(ev: Evaluation, normalized: bool, split: str = "test") -> go.Figure:
     z = ev.confusion_normalized if normalized else ev.confusion
     text = [[f"{v:.2f}" if normalized else str(int(v)) for v in row] for row in z]
     fig = go.Figure(go.Heatmap(z=z, x=list(CLASS_NAMES), y=list(CLASS_NAMES), text=text, texttemplate="%{text}",
                                colorscale="Blues", zmin=0, zmax=1 if normalized else None))
-    fig.update_layout(title="Confusion matrix" + (" (row-normalised)" if normalized else " (counts)"),
+    fig.update_layout(title=f"Confusion matrix on {split}" + (" (row-normalised)" if normalized else " (counts)"),
                       xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", width=620, height=560)
     return fig
 
 
-def per_class_f1(ev: Evaluation) -> go.Figure:
+def per_class_f1(ev: Evaluation, split: str = "test") -> go.Figure:
     f1 = [ev.report[name]["f1-score"] for name in CLASS_NAMES]
     support = [int(ev.report[name]["support"]) for name in CLASS_NAMES]
     fig = go.Figure(go.Bar(x=list(CLASS_NAMES), y=f1, text=[f"{v:.2f}" for v in f1],
                            customdata=support, hovertemplate="%{x}: F1 %{y:.3f}, support %{customdata}<extra></extra>"))
     fig.add_hline(y=ev.report["macro avg"]["f1-score"], line_dash="dash", annotation_text="macro F1")
-    fig.update_layout(title="Per-class F1 on test", yaxis_range=[0, 1], yaxis_title="F1", width=720, height=420)
+    fig.update_layout(title=f"Per-class F1 on {split}", yaxis_range=[0, 1], yaxis_title="F1", width=720, height=420)
     return fig
 
 
@@ -157,13 +159,34 @@ def _stop_renderer() -> None:
         pass
 
 
-def write_figures(figs: dict[str, go.Figure], out_dir: Path, png: bool = True) -> list[Path]:
-    """name.html for every figure (plotly.js from its CDN keeps each file small: sweeps write many;
-    report.html embeds it for offline use), plus name.png where a browser is available."""
+PLOTLY_JS = "plotly.min.js"
+
+
+def _page(title: str, body: str, plotly_js: str) -> str:
+    """A page that loads plotly.js from `plotly_js` (a file beside it, so it works offline) and, where
+    that file is not reachable (an HTML view that does not serve the folder), from plotly's CDN."""
+    cdn = f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
+    loader = (f"<script src='{plotly_js}'></script>" if plotly_js != cdn else "") + \
+        f"<script>window.Plotly || document.write(\"<script src='{cdn}'><\\/script>\")</script>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{loader}"
+            f"<style>{STYLE}</style></head><body>{body}</body></html>")
+
+
+STYLE = ("body{font-family:system-ui,sans-serif;margin:1.5em;color:#222} table{border-collapse:collapse;margin:.5em 0 1.5em}"
+         "td,th{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:left} th{color:#555;font-weight:600}"
+         ".warn{color:#b00020;font-weight:600}")
+
+
+def write_figures(figs: dict[str, go.Figure], out_dir: Path, png: bool = True, offline: bool = True) -> list[Path]:
+    """name.html for every figure, plus name.png where a browser is available. `offline`: plotly.js
+    written once beside them (4.8 MB) and used by every page; otherwise (sweep trials: many small
+    runs) the pages load it from plotly's CDN and the PNGs are the offline view."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    written = [ensure_plotly_js(out_dir)] if offline else []
+    source = PLOTLY_JS if offline else f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
     for name, fig in figs.items():
-        fig.write_html(out_dir / f"{name}.html", include_plotlyjs="cdn", full_html=True)
+        page = _page(fig.layout.title.text or name, fig.to_html(full_html=False, include_plotlyjs=False), source)
+        (out_dir / f"{name}.html").write_text(page)
         written.append(out_dir / f"{name}.html")
     if png:
         with png_renderer() as available:
@@ -177,11 +200,27 @@ def write_figures(figs: dict[str, go.Figure], out_dir: Path, png: bool = True) -
     return written
 
 
-def write_report(figs: dict[str, go.Figure], path: Path, title: str) -> Path:
-    """All figures in one self-contained HTML page (plotly.js embedded once)."""
-    parts = [f"<h1>{title}</h1>"]
-    for i, fig in enumerate(figs.values()):
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
-                    f"<body>{''.join(parts)}</body></html>")
+def header_table(rows: list[tuple[str, str]], warnings_: list[str] = ()) -> str:
+    """A report's header: what was run on what, and how it scored against chance."""
+    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    notes = "".join(f"<p class='warn'>{html.escape(w)}</p>" for w in warnings_)
+    return f"{notes}<table>{cells}</table>"
+
+
+def ensure_plotly_js(folder: Path) -> Path:
+    path = folder / PLOTLY_JS
+    if not path.is_file():
+        tmp = folder / f".{PLOTLY_JS}.{os.getpid()}"
+        tmp.write_text(get_plotlyjs())
+        tmp.replace(path)
+    return path
+
+
+def write_report(figs: dict[str, go.Figure], path: Path, title: str, header: str = "") -> Path:
+    """All figures on one page under `header`, with plotly.js beside it (written once per folder): the
+    page stays small and works offline."""
+    ensure_plotly_js(path.parent)
+    parts = [f"<h1>{html.escape(title)}</h1>", header]
+    parts += [fig.to_html(full_html=False, include_plotlyjs=False) for fig in figs.values()]
+    path.write_text(_page(title, "".join(parts), PLOTLY_JS))
     return path

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from workbench import CLASS_NAMES
 from workbench.cli import add_config_arguments, quiet_tensorflow, user_errors
+from workbench.metrics import chance_verdict
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +34,6 @@ def main(argv: list[str] | None = None) -> int:
         m = result.metrics
         print()
         print(f"experiment {cfg.name} ({cfg.protocol}) on {result.lineage['path']}")
-        chance = max(m["test_chance_uniform"], m["test_chance_majority"])
         print(f"  test accuracy      {m['test_accuracy']:.4f}   (chance: {m['test_chance_uniform']:.3f} uniform, "
               f"{m['test_chance_majority']:.3f} always the commonest class)")
         print(f"  test macro-F1      {m['test_macro_f1']:.4f}")
@@ -42,11 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  epochs run         {int(m['epochs_run'])} (best validation epoch {int(m['best_epoch']) + 1})")
         if "train_seconds" in m:
             print(f"  training time      {m['train_seconds'] / 60:.1f} min ({m['train_images_per_second']:.0f} images/s)")
-        if m["test_accuracy"] <= chance + 0.02:
-            print(f"  warning: the model does not beat chance ({chance:.3f}): train longer or check the data")
-        zero = [c for c in CLASS_NAMES if m[f"test_f1_{c}"] == 0]
-        if zero:
-            print(f"  warning: F1 is 0 for {', '.join(zero)} (never predicted right)")
+        verdict = chance_verdict(m)
+        if not verdict.beats:
+            print(f"  warning: the model does not beat chance ({verdict.chance:.3f}): train longer or check the data")
+        if verdict.zero_f1:
+            print(f"  warning: F1 is 0 for {', '.join(verdict.zero_f1)} (never predicted right)")
         from workbench.tracking import display_uri, register_model, ui_command
         print(f"  MLflow run         {result.run_id} (experiment {cfg.experiment_name}, store {display_uri(result.tracking_uri)})")
 

@@ -212,7 +212,7 @@ class Sweep:
             raise SurplusTrial(f"trial {trial.number}: the study already holds {self.target} trials")
         values = suggest(trial, self.spec)
         cfg = trial_config(self.base_tree, values)
-        cfg.tracking.run_name = f"{self.study_name} · trial {trial.number} · {_describe(values)}"
+        cfg.tracking.run_name = f"trial {trial.number} · {_describe(values)}"  # the study is its parent and a tag
         keras.backend.clear_session()  # one process trains many models: free the previous graphs
         reporter = OptunaReporter(trial, self.spec.objective.metric)
         tags = {"optuna.study": self.study_name, "optuna.trial": str(trial.number), "trial_state": "RUNNING",

@@ -59,12 +59,16 @@ def display_uri(uri: str) -> str:
     return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
 
 
+# MLflow 3's UI opens on its GenAI view; this query picks the model-training one (runs, metrics, charts).
+UI_VIEW = "#/experiments?workflowType=machine_learning"
+
+
 def ui_command(uri: str) -> str:
     if urlparse(uri).scheme in ("http", "https"):
-        return f"open {display_uri(uri)}"
+        return f"open {display_uri(uri).rstrip('/')}/{UI_VIEW}"
     if uri == f"sqlite:///{default_store_dir() / 'mlflow.db'}":
-        return "make ui   (then open http://127.0.0.1:5000)"
-    return f"mlflow ui --backend-store-uri {display_uri(uri)} --host 127.0.0.1 --port 5000"
+        return f"make ui   (then open http://127.0.0.1:5000/{UI_VIEW})"
+    return f"mlflow ui --backend-store-uri {display_uri(uri)} --host 127.0.0.1 --port 5000   (then open http://127.0.0.1:5000/{UI_VIEW})"
 
 
 STORE_LOCK_TIMEOUT_S = 300
@@ -150,13 +154,6 @@ def tracked_run(run_name: str, nested: bool = False, tags: dict[str, str] | None
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
 
 
-def run_name(cfg: ExperimentConfig, dataset: str) -> str:
-    if cfg.tracking.run_name:
-        return cfg.tracking.run_name
-    return (f"{cfg.name} · {dataset} · {cfg.model.name} lr={cfg.train.learning_rate:g} aug={cfg.augment.strength:g} "
-            f"smote={'on' if cfg.balance.smote else 'off'} drop={cfg.model.conv_dropout:g}/{cfg.model.dense_dropout:g}")
-
-
 def git_state() -> dict[str, str]:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
@@ -181,8 +178,13 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def log_config(cfg: ExperimentConfig) -> None:
-    mlflow.log_params({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in cfg.flat().items()})
+def log_config(cfg: ExperimentConfig, data_path: str | None = None) -> None:
+    """Every key as a param (lists as JSON) and the whole YAML; `data_path` (the file really read)
+    stands for `data.path` when the config left it to the default (null)."""
+    params = cfg.flat()
+    if params.get("data.path") is None and data_path is not None:
+        params["data.path"] = data_path
+    mlflow.log_params({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in params.items()})
     mlflow.log_text(cfg.to_yaml(), "config.yaml")
 
 
