@@ -297,5 +297,8 @@ def default_run_name(name: str, overrides: list[str]) -> str:
         if key.startswith(_UNNAMED):
             continue
         text = Path(str(value)).name if key == "data.path" else str(value).replace(" ", "")
-        parts.append(f"{key.rsplit('.', 1)[-1].replace('learning_rate', 'lr')}={text}")
+        if key == "model.name":
+            parts.append(text)  # `baseline vgg ...`: the model says what it is
+        else:
+            parts.append(f"{key.rsplit('.', 1)[-1].replace('learning_rate', 'lr')}={text}")
     return " ".join(parts)

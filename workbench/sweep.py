@@ -138,6 +138,8 @@ class Sweep:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         hb = self.spec.heartbeat
         engine_kwargs = {"pool_pre_ping": True}
+        if self.storage_url.startswith("postgresql"):
+            engine_kwargs["connect_args"] = {"connect_timeout": 30}  # an unreachable host fails, never hangs
         if self.storage_url.startswith("sqlite"):
             # SQLite serialises writers; a generous lock timeout keeps concurrent workers from failing.
             engine_kwargs = {"connect_args": {"timeout": 120}}
