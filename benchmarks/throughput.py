@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.cli import quiet_tensorflow
+from workbench.cli import positive_int, quiet_tensorflow
 
 quiet_tensorflow()
 
@@ -68,6 +68,17 @@ def original_flow(images: np.ndarray, labels: np.ndarray, batch_size: int, seed:
                     batch_size=batch_size, seed=seed)
 
 
+class BatchClock(keras.callbacks.Callback):
+    """When each training batch ended."""
+
+    def __init__(self):
+        super().__init__()
+        self.ends: list[float] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(time.perf_counter())
+
+
 def time_training(rows: list[Row], faces_by_shape: dict, cfg: ExperimentConfig, steps: int, warmup: int,
                   rounds: int) -> dict[str, list[float]]:
     """Images/s of each row: its own freshly built model and input, timed `rounds` times after warm-up
@@ -89,12 +100,12 @@ def time_training(rows: list[Row], faces_by_shape: dict, cfg: ExperimentConfig, 
             data = original_flow(images, labels, bs, cfg.seed)
         else:
             data = training_dataset(images, labels, bs, a.strength, cfg.seed, ranges).repeat()
-        model.fit(data, epochs=1, steps_per_epoch=warmup, verbose=0)
-        rates[row.name] = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
-            rates[row.name].append(steps * bs / (time.perf_counter() - started))
+        clock = BatchClock()
+        model.fit(data, epochs=1, steps_per_epoch=warmup + rounds * steps, verbose=0, callbacks=[clock])
+        # Rounds are consecutive windows of one fit call: steady-state training, as in a run's epochs
+        # (each fit call would otherwise pay its own set-up and a new input iterator).
+        rates[row.name] = [steps * bs / (clock.ends[warmup + (r + 1) * steps - 1] - clock.ends[warmup + r * steps - 1])
+                           for r in range(rounds)]
         del model, data
     return rates
 
@@ -115,7 +126,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per pipeline and round")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds, the pipelines taking turns")
-    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--warmup", type=positive_int, default=10, help="untimed steps first (tracing, autotune)")
     parser.add_argument("--data", default=str(DEFAULT_DATASET), help="dataset for the training and cache timings")
     parser.add_argument("--cache-data", nargs="*", default=[],
                         help="more datasets to time the cache on (e.g. the full FER-2013 CSV)")

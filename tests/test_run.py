@@ -279,14 +279,18 @@ def test_without_a_browser_the_run_finishes_with_html_figures_and_its_model(tmp_
     The run must not wait for it: FINISHED, HTML figures, the model, one note."""
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = os.environ | {"MLFLOW_TRACKING_URI": store, "BROWSER_PATH": "/nonexistent"}
+    # A learning rate too small to learn anything: the run must also say it does not beat chance.
     done = _run_cli(["baseline", "--set", "train.epochs=1", "--set", "data.max_faces=350",
-                     "--set", f"data.cache_dir={tmp_path / 'c'}"], env, timeout=600)
+                     "--set", "train.learning_rate=1e-9", "--set", f"data.cache_dir={tmp_path / 'c'}"], env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("note: PNG figures skipped") == 1 and "Traceback" not in done.stderr
     assert "chance: 0.143 uniform" in done.stdout
+    assert "warning: the model does not beat chance (0." in done.stdout
+    assert "warning: F1 is 0 for " in done.stdout
     client = MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("baseline").experiment_id])
     assert run.info.status == "FINISHED"
+    assert run.data.tags["beats_chance"] == "no" and run.data.tags["zero_f1_classes"] != "none"
     paths = set(artifact_paths(client, run.info.run_id))
     assert {f"figures/{name}.html" for name in FIGURES} | {"figures/report.html"} <= paths
     assert not any(p.endswith(".png") for p in paths)
