@@ -104,6 +104,9 @@ def test_make_reproduce_65_runs_end_to_end_on_the_shipped_expw_sample(tmp_path):
     assert "67 faces" in verdict[0] and "digest" in verdict[0]
     report = (tmp_path / "reports" / "reproduce-65-expw.md").read_text()
     assert "SMOTE-related" in report and "honest" in report
+    # The original's own figures beside both protocols': accuracy, weighted F1, per-class F1.
+    assert "original project, as reported" in report and "| test accuracy |" in report
+    assert "| 0.6464 |" in report and "| F1 fear |" in report and "| 0.8200 |" in report and "0.642" in report
     assert (tmp_path / "reports" / "reproduce-65-expw.html").is_file()
 
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
@@ -125,3 +128,15 @@ def test_make_reproduce_65_runs_end_to_end_on_the_shipped_expw_sample(tmp_path):
     files = {a.path for a in client.list_artifacts(parent, "comparison")}
     assert {"comparison/comparison.md", "comparison/comparison.html", "comparison/leakage.html",
             "comparison/accuracy_by_leak.html"} <= files
+
+
+def test_the_reproduction_is_the_original_scoring_model_at_its_real_budget():
+    from workbench.experiment import build_compiled_model
+
+    cfg = load_config("reproduce-65", [f"data.path={SAMPLE_EXPW}"])
+    assert cfg.data.resize == "linear" and cfg.train.epochs == 25 and cfg.train.batch_size == 32
+    model = build_compiled_model(cfg, (64, 64, 3), steps_per_epoch=10, precision="float32")
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("Conv2D") == 5 and kinds.count("BatchNormalization") == 6 and kinds.count("Dense") == 2
+    assert kinds.count("Dropout") == 6 and kinds.count("MaxPooling2D") == 5
+
