@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 ARGS   ?=
 
-.PHONY: setup run sweep reproduce-65 test ui bench bench-sweep bench-predict clean-cache
+.PHONY: setup run sweep reproduce-65 test test-fast lint format ui bench bench-sweep bench-predict clean-cache
 
 setup: $(STAMP)
 
@@ -33,8 +33,22 @@ reproduce-65: setup
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(ARGS)
 
 ## The test suite (real data, real PostgreSQL, MLflow server and Chromium; about 12 minutes on 2 cores)
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q
+
+## ruff: lint and formatting (100 columns); part of make test, so CI runs it
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## Reformat the code in place
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Everyday: everything but the slow tests (training, servers, packaging); under 2 minutes on 2 cores
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 ## The MLflow UI on the local store: http://127.0.0.1:$(PORT)
 ui: setup

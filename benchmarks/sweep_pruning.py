@@ -5,6 +5,7 @@
 Both sweeps use the default search space (experiments/sweep.yaml) and the same sampler seed, on the
 bundled sample, each in its own throw-away Optuna and MLflow store. Prints a table and writes JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,18 +31,40 @@ def run_sweep(pruner: dict, args: argparse.Namespace, workdir: Path) -> dict:
     space = workdir / "space.yaml"
     space.write_text(yaml.safe_dump(spec))
     storage = f"sqlite:///{workdir / 'optuna.db'}"
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}", TF_CPP_MIN_LOG_LEVEL="3")
-    cmd = [sys.executable, "-m", "workbench.sweep", "--space", str(space), "--study", "bench", "--storage", storage,
-           "--trials", str(args.trials), "--no-final", "--set", f"data.max_faces={args.max_faces}"]
+    env = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}",
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "workbench.sweep",
+        "--space",
+        str(space),
+        "--study",
+        "bench",
+        "--storage",
+        storage,
+        "--trials",
+        str(args.trials),
+        "--no-final",
+        "--set",
+        f"data.max_faces={args.max_faces}",
+    ]
     started = time.perf_counter()
     subprocess.run(cmd, cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
     study = optuna.load_study(study_name="bench", storage=storage)
     states = [t.state.name for t in study.trials]
     return {
-        "pruner": pruner["kind"], "trials": len(study.trials), "pruned": states.count("PRUNED"),
+        "pruner": pruner["kind"],
+        "trials": len(study.trials),
+        "pruned": states.count("PRUNED"),
         "epochs": sum(len(t.intermediate_values) for t in study.trials),
-        "best_val_macro_f1": study.best_value, "best_trial": study.best_trial.number, "wall_s": wall,
+        "best_val_macro_f1": study.best_value,
+        "best_trial": study.best_trial.number,
+        "wall_s": wall,
     }
 
 
@@ -49,7 +72,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--max-faces", type=int, default=1050, help="faces of the bundled sample to use")
+    parser.add_argument(
+        "--max-faces", type=int, default=1050, help="faces of the bundled sample to use"
+    )
     parser.add_argument("--pruner", default="median", choices=["median", "hyperband"])
     parser.add_argument("--json", default="benchmarks/results/sweep_pruning.json")
     args = parser.parse_args()
@@ -62,13 +87,21 @@ def main() -> int:
     full, pruned = results
     ratio = pruned["epochs"] / full["epochs"]
     gap = (full["best_val_macro_f1"] - pruned["best_val_macro_f1"]) * 100
-    print(f"\n{'pruner':<10} {'trials':>6} {'pruned':>6} {'epochs':>6} {'best val macro-F1':>18} {'wall s':>8}")
+    print(
+        f"\n{'pruner':<10} {'trials':>6} {'pruned':>6} {'epochs':>6} {'best val macro-F1':>18} {'wall s':>8}"
+    )
     for r in results:
-        print(f"{r['pruner']:<10} {r['trials']:>6} {r['pruned']:>6} {r['epochs']:>6} {r['best_val_macro_f1']:>18.4f} "
-              f"{r['wall_s']:>8.0f}")
-    print(f"\nepochs with pruning / without: {ratio:.2f} (goal <= 0.40); best value gap: {gap:+.2f} points (goal <= 1)")
-    out = write_json_atomic(Path(args.json), {"settings": vars(args), "results": results, "epoch_ratio": ratio,
-                               "best_gap_points": gap})
+        print(
+            f"{r['pruner']:<10} {r['trials']:>6} {r['pruned']:>6} {r['epochs']:>6} {r['best_val_macro_f1']:>18.4f} "
+            f"{r['wall_s']:>8.0f}"
+        )
+    print(
+        f"\nepochs with pruning / without: {ratio:.2f} (goal <= 0.40); best value gap: {gap:+.2f} points (goal <= 1)"
+    )
+    out = write_json_atomic(
+        Path(args.json),
+        {"settings": vars(args), "results": results, "epoch_ratio": ratio, "best_gap_points": gap},
+    )
     print(f"written {out}")
     return 0
 

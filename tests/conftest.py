@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -41,7 +40,9 @@ def _mount(target: Path, *args: str):
     target.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True, timeout=30)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a test file system here ({done.stderr.strip() or 'mount failed'}); needs root")
+        pytest.skip(
+            f"cannot mount a test file system here ({done.stderr.strip() or 'mount failed'}); needs root"
+        )
     try:
         yield target
     finally:

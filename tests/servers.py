@@ -1,5 +1,6 @@
 """Real servers for the tests, on 127.0.0.1: PostgreSQL from Debian's package (started with initdb and
 pg_ctl in a temporary folder, as the `postgres` user when the tests run as root), stopped afterwards."""
+
 from __future__ import annotations
 
 import glob
@@ -47,8 +48,9 @@ class Postgres:
     def create_database(self, name: str) -> str:
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", port=self.port, user=self.user, dbname="postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user=self.user, dbname="postgres", autocommit=True
+        ) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
@@ -66,13 +68,31 @@ def start_postgres():
         as_postgres = ["runuser", "-u", "postgres", "--"]
     port = free_port()
     pgdata = data / "db"
-    run = lambda *cmd: subprocess.run(as_postgres + [str(c) for c in cmd], check=True, capture_output=True, text=True)  # noqa: E731
+
+    def run(*cmd):
+        return subprocess.run(
+            as_postgres + [str(c) for c in cmd], check=True, capture_output=True, text=True
+        )
+
     try:
         run(bindir / "initdb", "-D", pgdata, "-U", "workbench", "--auth=trust", "-E", "UTF8")
-        run(bindir / "pg_ctl", "-D", pgdata, "-l", data / "server.log", "-w", "-t", "60",
-            "-o", f"-h 127.0.0.1 -p {port} -k {data} -c fsync=off", "start")
+        run(
+            bindir / "pg_ctl",
+            "-D",
+            pgdata,
+            "-l",
+            data / "server.log",
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {data} -c fsync=off",
+            "start",
+        )
         yield Postgres(port)
     finally:
-        subprocess.run(as_postgres + [str(bindir / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            as_postgres + [str(bindir / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(data, ignore_errors=True)

@@ -17,8 +17,16 @@ def test_baseline_loads_with_reference_model():
 
 
 def test_set_overrides_are_typed_and_nested():
-    cfg = load_config("baseline", ["train.epochs=3", "balance.smote=true", "model.filters=[8,16]",
-                                   "data.path=/x/y.csv", "train.learning_rate=3e-4"])
+    cfg = load_config(
+        "baseline",
+        [
+            "train.epochs=3",
+            "balance.smote=true",
+            "model.filters=[8,16]",
+            "data.path=/x/y.csv",
+            "train.learning_rate=3e-4",
+        ],
+    )
     assert cfg.train.epochs == 3 and cfg.balance.smote is True
     assert cfg.model.filters == [8, 16]
     assert cfg.data.path == "/x/y.csv"
@@ -27,17 +35,25 @@ def test_set_overrides_are_typed_and_nested():
 
 def test_flat_params_cover_every_key():
     flat = load_config("baseline").flat()
-    assert flat["train.epochs"] == load_config("baseline").train.epochs and flat["model.name"] == "reference" and flat["augment.strength"] == 1.0 and "data.min_confidence" in flat
+    assert (
+        flat["train.epochs"] == load_config("baseline").train.epochs
+        and flat["model.name"] == "reference"
+        and flat["augment.strength"] == 1.0
+        and "data.min_confidence" in flat
+    )
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("train.epoch=3", "unknown key 'train.epoch'"),
-    ("trian.epochs=3", "unknown key 'trian'"),
-    ("augment.strength=1.5", "augment.strength"),
-    ("train.epochs=zero", "train.epochs"),
-    ("protocol=smote-first", "protocol"),
-    ("split.val_fraction=0.6", "split.val_fraction"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.epoch=3", "unknown key 'train.epoch'"),
+        ("trian.epochs=3", "unknown key 'trian'"),
+        ("augment.strength=1.5", "augment.strength"),
+        ("train.epochs=zero", "train.epochs"),
+        ("protocol=smote-first", "protocol"),
+        ("split.val_fraction=0.6", "split.val_fraction"),
+    ],
+)
 def test_bad_values_give_one_line_errors_naming_the_field(override, expected):
     with pytest.raises(WorkbenchError) as err:
         load_config("baseline", [override])
@@ -56,8 +72,11 @@ def test_malformed_set_and_unknown_experiment():
     with pytest.raises(WorkbenchError) as err:
         load_config("baseline", ["train.epochs.x=1"])
     assert str(err.value) == "--set 'train.epochs.x=1': epochs is not a section"
-    with pytest.raises(WorkbenchError, match=r"does-not-exist: no such experiment in \./experiments or the shipped ones "
-                                             r"\(experiments: baseline, fer2013, reproduce-65; sweeps: sweep\)"):
+    with pytest.raises(
+        WorkbenchError,
+        match=r"does-not-exist: no such experiment in \./experiments or the shipped ones "
+        r"\(experiments: baseline, fer2013, reproduce-65; sweeps: sweep\)",
+    ):
         load_config("does-not-exist")
 
 
@@ -85,7 +104,9 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     target = write_text_atomic(tmp_path / "sub" / "report.html", "complete")
     with pytest.raises(RuntimeError):
         with atomic_path(target) as tmp:
-            assert tmp.suffix == ".html" and tmp.parent == target.parent  # writers pick the format by suffix
+            assert (
+                tmp.suffix == ".html" and tmp.parent == target.parent
+            )  # writers pick the format by suffix
             tmp.write_text("half")
             raise RuntimeError("crash mid-write")
     assert target.read_text() == "complete"

@@ -1,4 +1,5 @@
 """Loaders on the shipped real samples: FER-2013 CSV, ExpW label.lst + originals, class folders; the cache."""
+
 import gzip
 import re
 import shutil
@@ -17,10 +18,13 @@ from workbench.errors import WorkbenchError
 
 
 def load(path, cache_dir, **kw):
-    return load_faces(DataConfig(path=str(path) if path else None, cache_dir=str(cache_dir), **kw), seed=0)
+    return load_faces(
+        DataConfig(path=str(path) if path else None, cache_dir=str(cache_dir), **kw), seed=0
+    )
 
 
 # --- FER-2013 CSV -----------------------------------------------------------------------------
+
 
 def test_fer_sample_is_the_default_with_official_split(cache_dir):
     faces = load(None, cache_dir, image_size=64, channels=3)
@@ -51,15 +55,21 @@ def test_fer_native_form_is_the_csv_pixels_untouched(cache_dir):
     with gzip.open(DEFAULT_DATASET, "rt") as f:
         f.readline()
         _, pixels, _ = f.readline().strip().split(",")
-    assert np.array_equal(faces.images[0, :, :, 0], np.array(pixels.split(), dtype=np.uint8).reshape(48, 48))
+    assert np.array_equal(
+        faces.images[0, :, :, 0], np.array(pixels.split(), dtype=np.uint8).reshape(48, 48)
+    )
 
 
 def test_resize_linear_is_cv2_resize_as_the_original_called_it(cache_dir):
     """data.resize=linear: bit-identical to the original's cv2.resize(crop, (64, 64))."""
     faces = load(SAMPLE_EXPW, cache_dir, image_size=64, channels=3, resize="linear")
-    b = next(b for b in parse_label_file(SAMPLE_EXPW) if min(b.bottom - b.top, b.right - b.left) > 100)  # shrunk
+    b = next(
+        b for b in parse_label_file(SAMPLE_EXPW) if min(b.bottom - b.top, b.right - b.left) > 100
+    )  # shrunk
     bgr = cv2.imread(str(SAMPLE_EXPW.parent / "origin" / b.image))
-    original = cv2.cvtColor(cv2.resize(bgr[b.top:b.bottom, b.left:b.right], (64, 64)), cv2.COLOR_BGR2RGB)
+    original = cv2.cvtColor(
+        cv2.resize(bgr[b.top : b.bottom, b.left : b.right], (64, 64)), cv2.COLOR_BGR2RGB
+    )
     i = list(faces.ids).index(f"{b.image}#{b.face_id}")
     assert np.array_equal(faces.images[i], original)
     area = load(SAMPLE_EXPW, cache_dir, image_size=64, channels=3)
@@ -78,7 +88,9 @@ def _fer_rows(n: int) -> list[str]:
 
 
 def test_wrong_csv_header_names_file_and_column(tmp_path, cache_dir):
-    bad = _write_csv(tmp_path / "faces.csv", ["0,1 2 3,Training"], header="label,pixel_values,Usage")
+    bad = _write_csv(
+        tmp_path / "faces.csv", ["0,1 2 3,Training"], header="label,pixel_values,Usage"
+    )
     with pytest.raises(WorkbenchError, match=r"faces\.csv: header .* lacks column 'emotion'"):
         load(bad, cache_dir)
 
@@ -105,21 +117,36 @@ def test_bad_pixel_tokens_are_counted_skips_not_tracebacks(tmp_path, cache_dir):
     faces = load(_write_csv(tmp_path / "faces.csv", rows), cache_dir, max_skip_fraction=0.05)
     assert len(faces) == 296
     reasons = [s.reason for s in faces.skipped]
-    assert reasons == ["pixel 'abc' is not an integer 0..255", "pixel value 300 is outside 0..255",
-                       "pixel value -5 is outside 0..255", "pixel '1.5' is not an integer 0..255"]
+    assert reasons == [
+        "pixel 'abc' is not an integer 0..255",
+        "pixel value 300 is outside 0..255",
+        "pixel value -5 is outside 0..255",
+        "pixel '1.5' is not an integer 0..255",
+    ]
 
 
 def test_a_byte_order_mark_is_not_part_of_the_header(tmp_path, cache_dir):
     path = tmp_path / "faces.csv"
-    path.write_bytes(b"\xef\xbb\xbf" + _write_csv(tmp_path / "plain.csv", _fer_rows(50)).read_bytes())
+    path.write_bytes(
+        b"\xef\xbb\xbf" + _write_csv(tmp_path / "plain.csv", _fer_rows(50)).read_bytes()
+    )
     assert len(load(path, cache_dir)) == 50
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("truncated", r"faces\.csv\.gz: the file ends early .* truncated, copy or download it again"),
-    ("unclosed quote", r"faces\.csv\.gz: not a well-formed CSV \(.*EOF inside string.*\); look for an unclosed quote"),
-    ("latin-1 byte", r"faces\.csv\.gz: not UTF-8 text .*; save the CSV as UTF-8"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            "truncated",
+            r"faces\.csv\.gz: the file ends early .* truncated, copy or download it again",
+        ),
+        (
+            "unclosed quote",
+            r"faces\.csv\.gz: not a well-formed CSV \(.*EOF inside string.*\); look for an unclosed quote",
+        ),
+        ("latin-1 byte", r"faces\.csv\.gz: not UTF-8 text .*; save the CSV as UTF-8"),
+    ],
+)
 def test_damaged_csv_files_are_one_line_errors(tmp_path, cache_dir, damage, message):
     text = _write_csv(tmp_path / "plain.csv", _fer_rows(100)).read_bytes()
     if damage == "unclosed quote":
@@ -128,7 +155,7 @@ def test_damaged_csv_files_are_one_line_errors(tmp_path, cache_dir, damage, mess
         text = text[:5000] + b"\xe9" + text[5000:]
     packed = gzip.compress(text)
     path = tmp_path / "faces.csv.gz"
-    path.write_bytes(packed[:len(packed) // 2] if damage == "truncated" else packed)
+    path.write_bytes(packed[: len(packed) // 2] if damage == "truncated" else packed)
     with pytest.raises(WorkbenchError, match=message):
         load(path, cache_dir)
 
@@ -137,8 +164,11 @@ def test_a_usage_typo_is_refused_not_a_silent_random_split(tmp_path, cache_dir):
     rows = _fer_rows(60)
     emotion, pixels, _ = rows[4].split(",")
     rows[4] = f"{emotion},{pixels},Trainig"
-    with pytest.raises(WorkbenchError, match=r"faces\.csv:6: Usage 'Trainig' is not one of Training, PublicTest, "
-                                             r"PrivateTest \(1 such rows\)"):
+    with pytest.raises(
+        WorkbenchError,
+        match=r"faces\.csv:6: Usage 'Trainig' is not one of Training, PublicTest, "
+        r"PrivateTest \(1 such rows\)",
+    ):
         load(_write_csv(tmp_path / "faces.csv", rows), cache_dir)
 
 
@@ -156,13 +186,16 @@ def test_max_faces_samples_before_decoding(cache_dir):
 
 # --- cache ------------------------------------------------------------------------------------
 
+
 def test_cache_hit_returns_the_same_faces_memory_mapped(cache_dir):
     first = load(SAMPLE_EXPW, cache_dir)
     entries = [p for p in cache_dir.iterdir() if not p.name.startswith(".")]
     assert len(entries) == 1 and (entries[0] / "meta.json").is_file()
     second = load(SAMPLE_EXPW, cache_dir)
     assert isinstance(second.images, np.memmap)
-    assert np.array_equal(first.images, second.images) and np.array_equal(first.groups, second.groups)
+    assert np.array_equal(first.images, second.images) and np.array_equal(
+        first.groups, second.groups
+    )
     assert first.digest == second.digest == entries[0].name
 
 
@@ -193,9 +226,15 @@ def test_interrupted_or_damaged_cache_entries_are_never_used(cache_dir):
 
 # --- ExpW -------------------------------------------------------------------------------------
 
+
 def test_clip_box_math():
     assert clip_box(10, 20, 60, 50, height=100, width=100) == (10, 20, 60, 50)
-    assert clip_box(-5, -3, 60, 120, height=100, width=50) == (0, 0, 50, 100)  # clipped to the image
+    assert clip_box(-5, -3, 60, 120, height=100, width=50) == (
+        0,
+        0,
+        50,
+        100,
+    )  # clipped to the image
     assert clip_box(10, 20, 20, 50, height=100, width=100) is None  # zero width
     assert clip_box(120, 0, 10, 130, height=100, width=100) is None  # entirely outside
 
@@ -207,8 +246,10 @@ def test_expw_sample_crops_rows_top_bottom_and_columns_left_right(cache_dir):
     assert set(faces.groups) == {b.image for b in boxes}  # group id = source image
     assert len(set(faces.groups)) == 49
     b = boxes[0]
-    image = cv2.cvtColor(cv2.imread(str(SAMPLE_EXPW.parent / "origin" / b.image)), cv2.COLOR_BGR2RGB)
-    expected = resize_face(image[b.top:b.bottom, b.left:b.right], 64)
+    image = cv2.cvtColor(
+        cv2.imread(str(SAMPLE_EXPW.parent / "origin" / b.image)), cv2.COLOR_BGR2RGB
+    )
+    expected = resize_face(image[b.top : b.bottom, b.left : b.right], 64)
     i = list(faces.ids).index(f"{b.image}#{b.face_id}")
     assert np.array_equal(faces.images[i], expected)
     assert faces.labels[i] == b.label
@@ -244,7 +285,10 @@ def test_expw_bad_line_names_file_line_and_field(tmp_path, cache_dir):
 def test_expw_image_names_cannot_leave_the_image_folder(tmp_path, name):
     label = tmp_path / "label.lst"
     label.write_text(f"ok.jpg 0 1 2 30 40 60.0 3\n{name} 0 1 2 30 40 60.0 3\n")
-    with pytest.raises(WorkbenchError, match=rf"label\.lst:2: field image_name is '{re.escape(name)}'; expected a name inside"):
+    with pytest.raises(
+        WorkbenchError,
+        match=rf"label\.lst:2: field image_name is '{re.escape(name)}'; expected a name inside",
+    ):
         parse_label_file(label)
 
 
@@ -272,12 +316,19 @@ def test_expw_needs_an_image_folder(tmp_path, cache_dir):
     shutil.copyfile(SAMPLE_EXPW, lonely)
     with pytest.raises(WorkbenchError, match="no image folder found.*data.images_dir"):
         load(lonely, cache_dir)
-    faces = load_faces(DataConfig(path=str(lonely), images_dir=str(SAMPLE_EXPW.parent / "origin"),
-                                  cache_dir=str(cache_dir)), 0)
+    faces = load_faces(
+        DataConfig(
+            path=str(lonely),
+            images_dir=str(SAMPLE_EXPW.parent / "origin"),
+            cache_dir=str(cache_dir),
+        ),
+        0,
+    )
     assert len(faces) == 67
 
 
 # --- class folders ----------------------------------------------------------------------------
+
 
 def _folders_from_expw(root: Path, cache_dir: Path, with_splits: bool) -> list[tuple[Path, int]]:
     faces = load(SAMPLE_EXPW, cache_dir)
@@ -324,7 +375,11 @@ def test_class_folders_links_and_folders_named_like_images_are_counted_skips(tmp
     (root / "fear" / "album.jpg").mkdir()
     faces = load(root, cache_dir, max_skip_fraction=0.05)
     assert len(faces) == len(written)
-    assert sorted(s.item for s in faces.skipped) == ["fear/album.jpg", "sad/gone.jpg", "sad/loop.png"]
+    assert sorted(s.item for s in faces.skipped) == [
+        "fear/album.jpg",
+        "sad/gone.jpg",
+        "sad/loop.png",
+    ]
     assert all("not a readable file" in s.reason for s in faces.skipped)
 
 
@@ -332,23 +387,30 @@ def test_a_split_folder_beside_class_folders_is_refused(tmp_path, cache_dir):
     root = tmp_path / "faces"
     _folders_from_expw(root, cache_dir, with_splits=False)
     (root / "train" / "happy").mkdir(parents=True)
-    with pytest.raises(WorkbenchError, match=r"faces: has split folders \(train\) beside other folders \(angry, "):
+    with pytest.raises(
+        WorkbenchError, match=r"faces: has split folders \(train\) beside other folders \(angry, "
+    ):
         load(root, cache_dir)
-
 
 
 def test_an_unwritable_cache_is_a_note_and_the_faces_still_load(read_only_dir, capsys):
     faces = load(None, read_only_dir / "cache")
     assert len(faces) == 3500
     err = capsys.readouterr().err
-    assert f"note: decoded faces not cached in {read_only_dir / 'cache'} (Read-only file system)" in err
+    assert (
+        f"note: decoded faces not cached in {read_only_dir / 'cache'} (Read-only file system)"
+        in err
+    )
 
 
 def test_a_full_cache_disk_is_a_note_and_leaves_no_temp_folder(small_disk, capsys):
     faces = load(None, small_disk)
     assert len(faces) == 3500
     err = capsys.readouterr().err
-    assert f"note: decoded faces not cached in {small_disk} (" in err and "the next run decodes again" in err
+    assert (
+        f"note: decoded faces not cached in {small_disk} (" in err
+        and "the next run decodes again" in err
+    )
     assert list(small_disk.iterdir()) == []
 
 

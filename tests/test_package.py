@@ -1,4 +1,5 @@
 """The package as a user installs it: the built wheel in a fresh environment, run from an empty folder."""
+
 from __future__ import annotations
 
 import os
@@ -8,7 +9,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
 from conftest import REPO
+
+pytestmark = pytest.mark.slow  # builds a wheel and a fresh environment
 
 
 def test_the_built_wheel_runs_a_baseline_from_an_empty_folder(tmp_path):
@@ -19,28 +23,86 @@ def test_the_built_wheel_runs_a_baseline_from_an_empty_folder(tmp_path):
     for name in ("workbench", "experiments"):
         shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
-                    str(src)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(dist),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = dist.glob("fer_workbench-*.whl")
 
     fresh = tmp_path / "fresh"
     subprocess.run([sys.executable, "-m", "venv", str(fresh)], check=True, timeout=300)
-    site = Path(subprocess.run([fresh / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [
+                fresh / "bin" / "python",
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     # The dependencies come from the test's own environment (no network); the project only from the wheel.
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([fresh / "bin" / "python", "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
-                   check=True, timeout=300)
+    subprocess.run(
+        [
+            fresh / "bin" / "python",
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
 
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI")}
     env["BROWSER_PATH"] = "/nonexistent"  # PNG export is not what this test is about
-    done = subprocess.run([fresh / "bin" / "fer-workbench", "run", "baseline", "--set", "train.epochs=1",
-                           "--set", "data.max_faces=700", "--set", f"data.cache_dir={tmp_path / 'cache'}"],
-                          cwd=empty, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            fresh / "bin" / "fer-workbench",
+            "run",
+            "baseline",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "data.max_faces=700",
+            "--set",
+            f"data.cache_dir={tmp_path / 'cache'}",
+        ],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f"on {site / 'workbench' / 'samples' / 'fer2013_sample.csv.gz'}" in done.stdout  # the wheel's own sample
+    assert (
+        f"on {site / 'workbench' / 'samples' / 'fer2013_sample.csv.gz'}" in done.stdout
+    )  # the wheel's own sample
     assert "test accuracy" in done.stdout and (empty / "mlruns" / "mlflow.db").is_file()
-    listing = subprocess.run([fresh / "bin" / "fer-workbench"], capture_output=True, text=True, timeout=60)
-    assert listing.returncode == 0 and all(c in listing.stdout for c in ("run", "sweep", "reproduce", "predict", "compare"))
+    listing = subprocess.run(
+        [fresh / "bin" / "fer-workbench"], capture_output=True, text=True, timeout=60
+    )
+    assert listing.returncode == 0 and all(
+        c in listing.stdout for c in ("run", "sweep", "reproduce", "predict", "compare")
+    )

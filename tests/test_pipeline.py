@@ -1,9 +1,16 @@
 """Split, balance, augmentation and model on the shipped real faces."""
+
 import numpy as np
 import pytest
 
 from workbench import NUM_CLASSES
-from workbench.config import ORIGINAL_PROTOCOL, DataConfig, ExperimentConfig, SplitConfig, load_config
+from workbench.config import (
+    ORIGINAL_PROTOCOL,
+    DataConfig,
+    ExperimentConfig,
+    SplitConfig,
+    load_config,
+)
 from workbench.data import SAMPLE_EXPW, load_faces
 from workbench.protocol import prepare
 from workbench.split import honest_split, original_split
@@ -11,7 +18,9 @@ from workbench.split import honest_split, original_split
 
 @pytest.fixture(scope="module")
 def expw(tmp_path_factory):
-    return load_faces(DataConfig(path=str(SAMPLE_EXPW), cache_dir=str(tmp_path_factory.mktemp("c"))), 0)
+    return load_faces(
+        DataConfig(path=str(SAMPLE_EXPW), cache_dir=str(tmp_path_factory.mktemp("c"))), 0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +41,14 @@ def imbalanced(faces):
 def test_grouped_split_keeps_each_source_image_in_one_split(expw):
     split = honest_split(expw, SplitConfig(), seed=3)
     sets = {k: set(expw.groups[v]) for k, v in split.items()}
-    assert not (sets["train"] & sets["val"]) and not (sets["train"] & sets["test"]) and not (sets["val"] & sets["test"])
-    assert sorted(np.concatenate(list(split.values()))) == list(range(len(expw)))  # every face exactly once
+    assert (
+        not (sets["train"] & sets["val"])
+        and not (sets["train"] & sets["test"])
+        and not (sets["val"] & sets["test"])
+    )
+    assert sorted(np.concatenate(list(split.values()))) == list(
+        range(len(expw))
+    )  # every face exactly once
     assert all(len(v) for v in split.values())
 
 
@@ -73,7 +88,10 @@ def test_synthetic_faces_interpolate_two_real_training_faces_of_their_class(fer)
     for s in synth[:: max(1, len(synth) // 25)]:
         a, b = result.parents[s]
         assert train.labels[a] == train.labels[b] == result.faces.labels[s]
-        x, pa, pb = (v.astype(np.float32).ravel() for v in (result.faces.images[s], train.images[a], train.images[b]))
+        x, pa, pb = (
+            v.astype(np.float32).ravel()
+            for v in (result.faces.images[s], train.images[a], train.images[b])
+        )
         d = pb - pa
         t = float(np.dot(x - pa, d) / np.dot(d, d))
         assert -0.01 <= t <= 1.01
@@ -85,7 +103,9 @@ def test_original_protocol_resamples_before_splitting(expw):
     prepared = prepare(expw, cfg)
     total = sum(len(p) for p in prepared.parts().values())
     assert total == NUM_CLASSES * np.bincount(expw.labels).max()  # SMOTE saw every face
-    assert prepared.synthetic["test"].any() or prepared.synthetic["val"].any()  # synthetics leak into evaluation
+    assert (
+        prepared.synthetic["test"].any() or prepared.synthetic["val"].any()
+    )  # synthetics leak into evaluation
 
 
 def test_augment_strength_zero_is_identity_and_one_changes_faces(fer):
@@ -94,7 +114,9 @@ def test_augment_strength_zero_is_identity_and_one_changes_faces(fer):
     images, labels = fer.images[:64], fer.labels[:64]
     assert build_augmenter(0.0, seed=0) is None
     x, y = next(iter(training_dataset(images, labels, 64, strength=0.0, seed=1)))
-    order = [np.flatnonzero((images == xi.numpy().astype(np.uint8)).all(axis=(1, 2, 3)))[0] for xi in x]
+    order = [
+        np.flatnonzero((images == xi.numpy().astype(np.uint8)).all(axis=(1, 2, 3)))[0] for xi in x
+    ]
     assert sorted(order) == list(range(64))  # a permutation of the very same faces
     assert np.array_equal(x.numpy(), images[order].astype(np.float32))
     assert np.array_equal(y.numpy().argmax(1), labels[order])
@@ -128,20 +150,38 @@ def test_reference_dense_batchnorm_matches_the_original_layer_counts():
 
     model = make_model("reference", (64, 64, 3), 7, dense_batchnorm=True)
     kinds = [l.__class__.__name__ for l in model.layers]
-    counts = {k: kinds.count(k) for k in ("Conv2D", "BatchNormalization", "MaxPooling2D", "Dropout", "Dense")}
-    assert counts == {"Conv2D": 5, "BatchNormalization": 6, "MaxPooling2D": 5, "Dropout": 6, "Dense": 2}
+    counts = {
+        k: kinds.count(k)
+        for k in ("Conv2D", "BatchNormalization", "MaxPooling2D", "Dropout", "Dense")
+    }
+    assert counts == {
+        "Conv2D": 5,
+        "BatchNormalization": 6,
+        "MaxPooling2D": 5,
+        "Dropout": 6,
+        "Dense": 2,
+    }
     names = [l.name for l in model.layers]
-    assert names.index("dense") < names.index("dense_bn") < names.index("dense_dropout") < names.index("expression")
+    assert (
+        names.index("dense")
+        < names.index("dense_bn")
+        < names.index("dense_dropout")
+        < names.index("expression")
+    )
 
 
-@pytest.mark.parametrize("name, params", [("vgg", (1.15e6, 1.2e6)), ("mini_xception", (50e3, 65e3))])
+@pytest.mark.parametrize(
+    "name, params", [("vgg", (1.15e6, 1.2e6)), ("mini_xception", (50e3, 65e3))]
+)
 def test_modern_models_take_grey_48_and_have_their_size(name, params):
     from workbench.models.registry import flops_per_image, make_model
 
     model = make_model(name, (48, 48, 1), 7)
     assert model.output_shape == (None, 7)
     assert params[0] <= model.count_params() <= params[1]
-    assert flops_per_image(model) > 2 * model.count_params()  # convolutions reuse each weight many times
+    assert (
+        flops_per_image(model) > 2 * model.count_params()
+    )  # convolutions reuse each weight many times
 
 
 def test_config_refuses_an_image_the_model_cannot_take():

@@ -1,4 +1,5 @@
 """Prediction on real shipped ExpW photos, a video made of them, and bad inputs; model registration."""
+
 from __future__ import annotations
 
 import csv
@@ -15,9 +16,16 @@ from workbench.data.expw import parse_label_file
 from workbench.detect import Box, FaceDetector, iou
 from workbench.predict import main as predict_main
 
+pytestmark = pytest.mark.slow  # trains and registers a model first
+
 ORIGIN = SAMPLE_EXPW.parent / "origin"
-TINY = ["data.max_faces=280", "data.image_size=32", "model.filters=[8,16,16,16,16]", "model.dense_units=32",
-        "train.epochs=1"]
+TINY = [
+    "data.max_faces=280",
+    "data.image_size=32",
+    "model.filters=[8,16,16,16,16]",
+    "model.dense_units=32",
+    "train.epochs=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +35,9 @@ def registered(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("registry")
     sets = [x for s in TINY + [f"data.cache_dir={root / 'cache'}"] for x in ("--set", s)]
-    with pytest.MonkeyPatch.context() as mp:  # module-scoped, so not the function-scoped monkeypatch fixture
+    with (
+        pytest.MonkeyPatch.context() as mp
+    ):  # module-scoped, so not the function-scoped monkeypatch fixture
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         assert run_main(["baseline", *sets, "--register", "fer-tiny"]) == 0
         yield "models:/fer-tiny/latest"
@@ -35,7 +45,10 @@ def registered(tmp_path_factory):
 
 def labelled_photos(label: int) -> list[Path]:
     """Shipped photos whose label.lst lines hold a face of this label, in file order."""
-    return [ORIGIN / name for name in sorted({b.image for b in parse_label_file(SAMPLE_EXPW) if b.label == label})]
+    return [
+        ORIGIN / name
+        for name in sorted({b.image for b in parse_label_file(SAMPLE_EXPW) if b.label == label})
+    ]
 
 
 def rows(path: Path) -> list[dict]:
@@ -49,7 +62,9 @@ def test_detector_finds_most_labelled_faces_of_the_shipped_photos():
     hits = 0
     for b in boxes:
         found = detector.detect(read_rgb(ORIGIN / b.image))
-        hits += max((iou(Box(b.left, b.top, b.right, b.bottom), d) for d in found), default=0) >= 0.5
+        hits += (
+            max((iou(Box(b.left, b.top, b.right, b.bottom), d) for d in found), default=0) >= 0.5
+        )
     rate = hits / len(boxes)
     print(f"detector: {hits}/{len(boxes)} labelled faces found with IoU >= 0.5 ({rate:.1%})")
     assert rate >= 0.5
@@ -71,7 +86,10 @@ def test_predictions_for_every_face_of_a_folder(registered, tmp_path, capsys):
         assert (tmp_path / "origin" / (Path(f).stem + ".annotated.jpg")).is_file() == (n > 0)
     probs = np.array([[float(r[k]) for k in r if k.startswith("p_")] for r in table])
     assert probs.shape[1] == 7 and np.allclose(probs.sum(axis=1), 1, atol=1e-3)
-    assert all(r["label"] in {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"} for r in table)
+    assert all(
+        r["label"] in {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+        for r in table
+    )
 
 
 def test_video_made_of_real_faces_is_processed_frame_by_frame(registered, tmp_path):
@@ -83,10 +101,14 @@ def test_video_made_of_real_faces_is_processed_frame_by_frame(registered, tmp_pa
         for _ in range(3):
             writer.write(frame)
     writer.release()
-    predict_main(["--model", registered, str(video), "--out", str(tmp_path / "out"), "--every", "2"])
+    predict_main(
+        ["--model", registered, str(video), "--out", str(tmp_path / "out"), "--every", "2"]
+    )
     per_frame = rows(tmp_path / "out" / "faces.frames.csv")
     assert per_frame and {int(r["frame"]) for r in per_frame} <= set(range(0, 18, 2))
-    assert all(float(r["time_s"]) == pytest.approx(int(r["frame"]) / 6.0, abs=1e-3) for r in per_frame)
+    assert all(
+        float(r["time_s"]) == pytest.approx(int(r["frame"]) / 6.0, abs=1e-3) for r in per_frame
+    )
     cap = cv2.VideoCapture(str(tmp_path / "out" / "faces.annotated.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 18
     cap.release()
@@ -99,10 +121,23 @@ def test_bad_inputs_are_one_line_each_and_the_rest_is_processed(registered, tmp_
     notes = tmp_path / "notes.txt"
     notes.write_text("hello")
     blank = tmp_path / "blank.png"
-    cv2.imwrite(str(blank), np.full((240, 320, 3), 128, np.uint8))  # a plain grey card: no face in it
+    cv2.imwrite(
+        str(blank), np.full((240, 320, 3), 128, np.uint8)
+    )  # a plain grey card: no face in it
     good = labelled_photos(3)[0]
-    code = predict_main(["--model", registered, str(corrupt), str(notes), str(blank), str(tmp_path / "missing.jpg"),
-                         str(good), "--out", str(tmp_path / "out")])
+    code = predict_main(
+        [
+            "--model",
+            registered,
+            str(corrupt),
+            str(notes),
+            str(blank),
+            str(tmp_path / "missing.jpg"),
+            str(good),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert code == 1
     assert any("corrupt.jpg: unreadable or corrupt image" in line for line in err)
@@ -117,7 +152,9 @@ def test_unknown_model_uri_is_a_one_line_error(registered, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         predict_main(["--model", "models:/no-such-model/1", str(ORIGIN), "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip()
-    assert exit_.value.code == 2 and err.startswith("error: --model models:/no-such-model/1: cannot load it")
+    assert exit_.value.code == 2 and err.startswith(
+        "error: --model models:/no-such-model/1: cannot load it"
+    )
     assert "\n" not in err
 
 
@@ -128,18 +165,35 @@ def test_inputs_sharing_a_name_get_outputs_of_their_own(registered, tmp_path):
     cv2.imwrite(str(tmp_path / "x.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(tmp_path / "y.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     out = tmp_path / "out"
-    assert predict_main(["--model", registered, *(str(tmp_path / n) for n in ("x.jpg", "x.png", "y.png")),
-                         "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.glob("*.annotated.jpg")) == ["x.jpg.annotated.jpg", "x.png.annotated.jpg",
-                                                                   "y.annotated.jpg"]
+    assert (
+        predict_main(
+            [
+                "--model",
+                registered,
+                *(str(tmp_path / n) for n in ("x.jpg", "x.png", "y.png")),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in out.glob("*.annotated.jpg")) == [
+        "x.jpg.annotated.jpg",
+        "x.png.annotated.jpg",
+        "y.annotated.jpg",
+    ]
 
 
 def test_a_read_only_out_folder_is_a_one_line_error(registered, read_only_dir, capsys):
     with pytest.raises(SystemExit) as exit_:
-        predict_main(["--model", registered, str(ORIGIN), "--out", str(read_only_dir / "predictions")])
+        predict_main(
+            ["--model", registered, str(ORIGIN), "--out", str(read_only_dir / "predictions")]
+        )
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and "\n" not in err
-    assert err.startswith(f"error: --out {read_only_dir / 'predictions'}: cannot write there (Read-only file system)")
+    assert err.startswith(
+        f"error: --out {read_only_dir / 'predictions'}: cannot write there (Read-only file system)"
+    )
 
 
 def test_a_full_disk_keeps_every_row_of_predictions_csv(registered, small_disk, capsys):

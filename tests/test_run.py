@@ -1,4 +1,5 @@
 """End to end: a short real training run, and everything it must leave in MLflow."""
+
 import json
 import os
 import shutil
@@ -17,17 +18,27 @@ from mlflow import MlflowClient
 from workbench import CLASS_NAMES
 from workbench.config import load_config
 
+pytestmark = pytest.mark.slow  # trains real models end to end
+
 REPO = Path(__file__).resolve().parent.parent
 QUICK = ["train.epochs=1", "data.max_faces=700"]
-FIGURES = ("curves", "confusion_matrix", "confusion_matrix_normalized", "per_class_f1", "test_predictions",
-           "confident_mistakes")
+FIGURES = (
+    "curves",
+    "confusion_matrix",
+    "confusion_matrix_normalized",
+    "per_class_f1",
+    "test_predictions",
+    "confident_mistakes",
+)
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:  # module-scoped, so not the function-scoped monkeypatch fixture
+    with (
+        pytest.MonkeyPatch.context() as mp
+    ):  # module-scoped, so not the function-scoped monkeypatch fixture
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         yield uri
 
@@ -69,8 +80,9 @@ def test_run_logs_params_metrics_and_tags(quick_run, store):
     # The name leads with what this run changes (the UI cuts long names); the test scores are one value
     # each at step 0, beside the chance flags; data.path is the file read, not the config's null.
     assert run.info.run_name == "baseline epochs=1 max_faces=700"
-    assert [(m.step, m.value) for m in client.get_metric_history(result.run_id, "test_accuracy")] == \
-        [(0, metrics["test_accuracy"])]
+    assert [
+        (m.step, m.value) for m in client.get_metric_history(result.run_id, "test_accuracy")
+    ] == [(0, metrics["test_accuracy"])]
     assert tags["beats_chance"] in ("yes", "no") and "zero_f1_classes" in tags
     assert params["data.path"].endswith("workbench/samples/fer2013_sample.csv.gz")
 
@@ -78,8 +90,14 @@ def test_run_logs_params_metrics_and_tags(quick_run, store):
 def test_run_logs_every_artifact(quick_run, store):
     _, result = quick_run
     paths = set(artifact_paths(MlflowClient(store), result.run_id))
-    expected = {"config.yaml", "dataset/lineage.json", "dataset/manifest.csv.gz",
-                "metrics/classification_report.json", "metrics/classification_report.txt", "figures/report.html"}
+    expected = {
+        "config.yaml",
+        "dataset/lineage.json",
+        "dataset/manifest.csv.gz",
+        "metrics/classification_report.json",
+        "metrics/classification_report.txt",
+        "figures/report.html",
+    }
     expected |= {f"figures/{name}.html" for name in FIGURES}
     if shutil.which("chromium"):
         expected |= {f"figures/{name}.png" for name in FIGURES}
@@ -88,26 +106,43 @@ def test_run_logs_every_artifact(quick_run, store):
 
 def test_report_has_a_header_stays_small_and_draws_offline(quick_run, store, tmp_path):
     _, result = quick_run
-    folder = Path(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/figures", dst_path=str(tmp_path)))
+    folder = Path(
+        mlflow.artifacts.download_artifacts(
+            f"runs:/{result.run_id}/figures", dst_path=str(tmp_path)
+        )
+    )
     report = (folder / "report.html").read_text()
-    assert (folder / "report.html").stat().st_size < 300_000  # plotly.js is beside it, not inside (4.8 MB)
+    assert (
+        folder / "report.html"
+    ).stat().st_size < 300_000  # plotly.js is beside it, not inside (4.8 MB)
     m = result.metrics
-    for text in (f"baseline epochs=1 max_faces=700 ({result.run_id})", result.lineage["path"], "split-then-resample",
-                 f"{m['test_accuracy']:.4f}", f"{m['test_chance_uniform']:.3f} uniform", "Confusion matrix on test"):
+    for text in (
+        f"baseline epochs=1 max_faces=700 ({result.run_id})",
+        result.lineage["path"],
+        "split-then-resample",
+        f"{m['test_accuracy']:.4f}",
+        f"{m['test_chance_uniform']:.3f} uniform",
+        "Confusion matrix on test",
+    ):
         assert text in report, text
     assert (folder / "plotly.min.js").stat().st_size > 1_000_000
     if not shutil.which("chromium"):
         from servers import missing
+
         missing("Debian's chromium", "apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=["--no-sandbox"])
+        browser = pw.chromium.launch(
+            executable_path=shutil.which("chromium"), headless=True, args=["--no-sandbox"]
+        )
         context = browser.new_context(offline=True)
         for page_name in ("report.html", "per_class_f1.html"):
             page = context.new_page()
             page.goto((folder / page_name).as_uri())
-            page.wait_for_selector(".main-svg", timeout=30_000)  # plotly drew: plotly.js loaded with no network
+            page.wait_for_selector(
+                ".main-svg", timeout=30_000
+            )  # plotly drew: plotly.js loaded with no network
         browser.close()
 
 
@@ -120,8 +155,10 @@ def test_logged_config_is_the_whole_config(quick_run, store):
 def test_dataset_lineage_is_logged(quick_run, store):
     _, result = quick_run
     run = MlflowClient(store).get_run(result.run_id)
-    inputs = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i
-              for i in run.inputs.dataset_inputs}
+    inputs = {
+        next(t.value for t in i.tags if t.key == "mlflow.data.context"): i
+        for i in run.inputs.dataset_inputs
+    }
     assert set(inputs) == {"training", "validation", "testing"}
     assert all(i.dataset.digest for i in inputs.values())
     assert inputs["testing"].dataset.name.endswith(":test")
@@ -175,25 +212,51 @@ def test_a_crash_ends_the_run_failed(store):
 
 
 def _run_cli(args, env, **kw):
-    return subprocess.run([sys.executable, "-m", "workbench.run", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.run", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_or_sigterm_ends_the_run_killed_quietly(tmp_path, signum, code):
     db = tmp_path / "mlflow.db"
     # TensorFlow's own log level left unset: the command must keep its C++ lines out by itself.
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"} | {"MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.run", "baseline", "--set", "train.epochs=200",
-                             "--set", "data.max_faces=700", "--set", f"data.cache_dir={tmp_path / 'c'}"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"} | {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{db}"
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workbench.run",
+            "baseline",
+            "--set",
+            "train.epochs=200",
+            "--set",
+            "data.max_faces=700",
+            "--set",
+            f"data.cache_dir={tmp_path / 'c'}",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 240
     try:
         while time.time() < deadline:  # wait until an epoch has been logged: training is under way
             if db.exists():
                 with sqlite3.connect(db) as con:
                     try:
-                        if con.execute("select count(*) from metrics where key='loss'").fetchone()[0]:
+                        if con.execute("select count(*) from metrics where key='loss'").fetchone()[
+                            0
+                        ]:
                             break
                     except sqlite3.OperationalError:
                         pass
@@ -203,9 +266,13 @@ def test_ctrl_c_or_sigterm_ends_the_run_killed_quietly(tmp_path, signum, code):
     finally:
         proc.kill()
     assert proc.returncode == code
-    assert err.strip().splitlines()[-1] == ("interrupted" if signum == signal.SIGINT else "terminated")
+    assert err.strip().splitlines()[-1] == (
+        "interrupted" if signum == signal.SIGINT else "terminated"
+    )
     assert "Traceback" not in err
-    assert "E0000" not in err and "cuInit" not in err and "oneDNN" not in err  # TensorFlow's C++ log lines
+    assert (
+        "E0000" not in err and "cuInit" not in err and "oneDNN" not in err
+    )  # TensorFlow's C++ log lines
     with sqlite3.connect(db) as con:
         assert [r[0] for r in con.execute("select status from runs")] == ["KILLED"]
 
@@ -217,29 +284,61 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     assert bad_key.stderr.strip().count("\n") == 0 and "unknown key 'train.epoch'" in bad_key.stderr
     bad_path = _run_cli(["baseline", "--set", "data.path=/no/such/fer.csv"], env, timeout=120)
     assert bad_path.returncode == 2 and "Traceback" not in bad_path.stderr
-    assert bad_path.stderr.strip().splitlines()[-1].startswith("error: data.path: /no/such/fer.csv does not exist")
+    assert (
+        bad_path.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: data.path: /no/such/fer.csv does not exist")
+    )
     assert not (tmp_path / "m.db").exists() or "RUNNING" not in bad_path.stdout
     sweep_file = _run_cli(["sweep"], env, timeout=60)
     assert sweep_file.returncode == 2 and sweep_file.stderr.strip().count("\n") == 0
-    assert "a sweep file, not an experiment; run it with python -m workbench.sweep --space sweep" in sweep_file.stderr
-    zero = subprocess.run([sys.executable, "-m", "workbench.reproduce", "--epochs", "0"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    assert (
+        "a sweep file, not an experiment; run it with python -m workbench.sweep --space sweep"
+        in sweep_file.stderr
+    )
+    zero = subprocess.run(
+        [sys.executable, "-m", "workbench.reproduce", "--epochs", "0"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert zero.returncode == 2 and "argument --epochs: 0 is not at least 1" in zero.stderr
 
 
 # Small enough to be quick, big enough (1,400 faces) that an epoch lasts long enough to kill it mid-run.
-RESUMABLE = ["train.epochs=4", "data.max_faces=1400", "data.image_size=32", "model.filters=[8,16,16,16,16]",
-             "model.dense_units=32", "train.warmup_epochs=0", "tracking.log_model=false"]
+RESUMABLE = [
+    "train.epochs=4",
+    "data.max_faces=1400",
+    "data.image_size=32",
+    "model.filters=[8,16,16,16,16]",
+    "model.dense_units=32",
+    "train.warmup_epochs=0",
+    "tracking.log_model=false",
+]
 
 
 def test_a_killed_run_resumes_in_the_same_mlflow_run(tmp_path):
     """SIGKILL after epoch 2 of 4, then the same command: one FINISHED run, steps 0-3 once each,
     and epoch 3 continues from epoch 2's weights instead of starting over."""
     store = tmp_path / "mlruns"
-    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}", "BROWSER_PATH": "/nonexistent"}
-    args = ["baseline", *[a for s in RESUMABLE + [f"data.cache_dir={tmp_path / 'c'}"] for a in ("--set", s)]]
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.run", *args], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = os.environ | {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}",
+        "BROWSER_PATH": "/nonexistent",
+    }
+    args = [
+        "baseline",
+        *[a for s in RESUMABLE + [f"data.cache_dir={tmp_path / 'c'}"] for a in ("--set", s)],
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench.run", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline, state = time.time() + 300, None
     try:
         while time.time() < deadline and proc.poll() is None:
@@ -252,11 +351,16 @@ def test_a_killed_run_resumes_in_the_same_mlflow_run(tmp_path):
     finally:
         proc.kill()
         proc.communicate(timeout=60)
-    assert state is not None and state["epochs_done"] == 2, "the run was not caught between epochs 2 and 4"
+    assert state is not None and state["epochs_done"] == 2, (
+        "the run was not caught between epochs 2 and 4"
+    )
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("baseline").experiment_id])
     assert run.info.status == "RUNNING"  # SIGKILL: nobody could end it
-    first_losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)]
+    first_losses = [
+        m.value
+        for m in sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)
+    ]
 
     again = _run_cli(args, env, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -266,8 +370,13 @@ def test_a_killed_run_resumes_in_the_same_mlflow_run(tmp_path):
     for key in ("loss", "val_loss", "val_accuracy", "learning_rate"):
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
         assert steps == [0, 1, 2, 3], (key, steps)
-    losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)]
-    assert losses[:len(first_losses)] == first_losses  # the epochs before the kill are kept as they were
+    losses = [
+        m.value
+        for m in sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)
+    ]
+    assert (
+        losses[: len(first_losses)] == first_losses
+    )  # the epochs before the kill are kept as they were
     # Continued, not restarted: epoch 3 is nearer epoch 2's loss than a fresh first epoch's.
     assert abs(losses[2] - losses[1]) < abs(losses[2] - losses[0])
     assert after.data.metrics["epochs_run"] == 4 and after.data.tags["resumed"] == "true"
@@ -280,8 +389,21 @@ def test_without_a_browser_the_run_finishes_with_html_figures_and_its_model(tmp_
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = os.environ | {"MLFLOW_TRACKING_URI": store, "BROWSER_PATH": "/nonexistent"}
     # A learning rate too small to learn anything: the run must also say it does not beat chance.
-    done = _run_cli(["baseline", "--set", "train.epochs=1", "--set", "data.max_faces=350",
-                     "--set", "train.learning_rate=1e-9", "--set", f"data.cache_dir={tmp_path / 'c'}"], env, timeout=600)
+    done = _run_cli(
+        [
+            "baseline",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "data.max_faces=350",
+            "--set",
+            "train.learning_rate=1e-9",
+            "--set",
+            f"data.cache_dir={tmp_path / 'c'}",
+        ],
+        env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("note: PNG figures skipped") == 1 and "Traceback" not in done.stderr
     assert "chance: 0.143 uniform" in done.stdout

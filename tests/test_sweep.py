@@ -1,4 +1,5 @@
 """Optuna sweeps for real: space errors, resume, nested MLflow runs, two workers on PostgreSQL, a killed worker."""
+
 from __future__ import annotations
 
 import os
@@ -19,11 +20,18 @@ from workbench.sweep import main as sweep_main
 
 REPO = Path(__file__).resolve().parent.parent
 # A small, fast model on a few hundred real faces: the sweep machinery is under test, not the model.
-TINY = ["data.max_faces=280", "data.image_size=32", "model.filters=[8,16,16,16,16]", "model.dense_units=32",
-        "train.epochs=2"]
+TINY = [
+    "data.max_faces=280",
+    "data.image_size=32",
+    "model.filters=[8,16,16,16,16]",
+    "model.dense_units=32",
+    "train.epochs=2",
+]
 
 
-def write_space(path: Path, heartbeat: dict | None = None, pruner: dict | None = None, **params) -> Path:
+def write_space(
+    path: Path, heartbeat: dict | None = None, pruner: dict | None = None, **params
+) -> Path:
     spec = yaml.safe_load((REPO / "experiments" / "sweep.yaml").read_text())
     spec["sampler"]["n_startup_trials"] = 2
     if heartbeat:
@@ -37,18 +45,37 @@ def write_space(path: Path, heartbeat: dict | None = None, pruner: dict | None =
 
 
 def sweep_cmd(*args: str, sets=TINY) -> list[str]:
-    return [sys.executable, "-m", "workbench.sweep", *args, *(x for s in sets for x in ("--set", s))]
+    return [
+        sys.executable,
+        "-m",
+        "workbench.sweep",
+        *args,
+        *(x for s in sets for x in ("--set", s)),
+    ]
 
 
-def run_sweep(cwd: Path, env: dict, *args: str, sets=TINY, timeout=300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(sweep_cmd(*args, sets=sets), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+def run_sweep(
+    cwd: Path, env: dict, *args: str, sets=TINY, timeout=300
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        sweep_cmd(*args, sets=sets),
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
 
 @pytest.fixture
 def env(tmp_path):
-    e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    e = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="3",
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+    )
     e["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     return e
 
@@ -63,20 +90,35 @@ def trials_by_state(storage: str, study: str) -> dict[str, list[optuna.trial.Fro
 def runs(uri: str, role: str, study: str):
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("baseline")
-    return client.search_runs([exp.experiment_id], f"tags.`sweep.role` = '{role}' and tags.`optuna.study` = '{study}'")
+    return client.search_runs(
+        [exp.experiment_id], f"tags.`sweep.role` = '{role}' and tags.`optuna.study` = '{study}'"
+    )
 
 
 # --- the search space -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("params, message", [
-    ({"model.dropout": {"low": 0.0, "high": 0.5}}, "params.model.dropout: not a config key"),
-    ({"train.learning_rate": {"low": 0.01, "high": 0.001}}, "low (0.01) must be below high (0.001)"),
-    ({"model.conv_dropout": {"low": 0.0, "high": 1.5}}, "(value 1.5 from the search space)"),
-    ({"balance.smote": {"choices": []}}, "choices must not be empty"),
-    ({"train.learning_rate": {"low": 0.0, "high": 0.01, "log": True}}, "log scale needs low > 0"),
-    ({"augment.strength": {"low": 0.0}}, "needs low and high, or choices"),
-    ({"data.image_size": {"low": 16, "high": 48}}, "data.image_size 16 is too small for model reference"),
-])
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"model.dropout": {"low": 0.0, "high": 0.5}}, "params.model.dropout: not a config key"),
+        (
+            {"train.learning_rate": {"low": 0.01, "high": 0.001}},
+            "low (0.01) must be below high (0.001)",
+        ),
+        ({"model.conv_dropout": {"low": 0.0, "high": 1.5}}, "(value 1.5 from the search space)"),
+        ({"balance.smote": {"choices": []}}, "choices must not be empty"),
+        (
+            {"train.learning_rate": {"low": 0.0, "high": 0.01, "log": True}},
+            "log scale needs low > 0",
+        ),
+        ({"augment.strength": {"low": 0.0}}, "needs low and high, or choices"),
+        (
+            {"data.image_size": {"low": 16, "high": 48}},
+            "data.image_size 16 is too small for model reference",
+        ),
+    ],
+)
 def test_bad_space_entries_are_one_line_errors(tmp_path, capsys, params, message):
     space = write_space(tmp_path / "space.yaml", **params)
     with pytest.raises(SystemExit) as exit_:
@@ -101,22 +143,34 @@ def test_unknown_keys_and_test_metrics_are_refused(tmp_path, capsys):
 
 def test_default_space_draws_every_kind_of_value():
     spec, _ = load_spec("sweep")
-    spec.params["train.epochs"] = type(spec.params["augment.strength"])(low=1, high=3)  # an integer range
+    spec.params["train.epochs"] = type(spec.params["augment.strength"])(
+        low=1, high=3
+    )  # an integer range
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     values = suggest(trial, spec)
-    assert set(values) == {"model.conv_dropout", "model.dense_dropout", "train.learning_rate", "augment.strength",
-                           "balance.smote", "train.epochs"}
-    assert 1e-4 <= values["train.learning_rate"] <= 3e-3 and isinstance(values["balance.smote"], bool)
+    assert set(values) == {
+        "model.conv_dropout",
+        "model.dense_dropout",
+        "train.learning_rate",
+        "augment.strength",
+        "balance.smote",
+        "train.epochs",
+    }
+    assert 1e-4 <= values["train.learning_rate"] <= 3e-3 and isinstance(
+        values["balance.smote"], bool
+    )
     assert isinstance(values["train.epochs"], int) and isinstance(values["augment.strength"], float)
 
 
 # --- pruning ----------------------------------------------------------------------------------------
+
 
 class AlwaysPrune(optuna.pruners.BasePruner):
     def prune(self, study, trial) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_pruned_trial_stops_training_after_the_epoch_it_was_pruned(tmp_path, tracking_store):
     from workbench.experiment import run_experiment
     from workbench.pruning import OptunaReporter
@@ -127,19 +181,37 @@ def test_pruned_trial_stops_training_after_the_epoch_it_was_pruned(tmp_path, tra
     result = run_experiment(cfg, callbacks=[reporter], light=True, evaluate_on="val", verbose=False)
     assert reporter.pruned and result.metrics["epochs_run"] == 1
     assert list(trial.study.trials[0].intermediate_values) == [0]
-    assert not any(k.startswith("test_") for k in result.metrics)  # trials never look at the test split
+    assert not any(
+        k.startswith("test_") for k in result.metrics
+    )  # trials never look at the test split
     assert trial.user_attrs["mlflow_run_id"] == result.run_id
 
 
 # --- a whole sweep: nested runs, resume, best config --------------------------------------------------
 
+
+@pytest.mark.slow
 def test_sweep_resumes_nests_runs_and_retrains_the_best(tmp_path, env):
     storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
     space = write_space(tmp_path / "space.yaml")
-    common = ["--space", str(space), "--study", "s1", "--storage", storage, "--best-dir", str(tmp_path / "best")]
+    common = [
+        "--space",
+        str(space),
+        "--study",
+        "s1",
+        "--storage",
+        storage,
+        "--best-dir",
+        str(tmp_path / "best"),
+    ]
     run_sweep(tmp_path, env, *common, "--trials", "2", "--no-final")
-    assert sorted(t.number for t in optuna.load_study(study_name="s1", storage=storage).trials) == [0, 1]
-    out = run_sweep(tmp_path, env, *common, "--trials", "3").stdout  # resumes: one more trial, then the final run
+    assert sorted(t.number for t in optuna.load_study(study_name="s1", storage=storage).trials) == [
+        0,
+        1,
+    ]
+    out = run_sweep(
+        tmp_path, env, *common, "--trials", "3"
+    ).stdout  # resumes: one more trial, then the final run
 
     study = optuna.load_study(study_name="s1", storage=storage)
     assert sorted(t.number for t in study.trials) == [0, 1, 2]
@@ -154,15 +226,25 @@ def test_sweep_resumes_nests_runs_and_retrains_the_best(tmp_path, env):
         assert child.data.tags["mlflow.parentRunId"] in parent_ids
         trial = by_number[int(child.data.tags["optuna.trial"])]
         assert child.data.tags["trial_state"] == trial.state.name
-        assert float(child.data.params["train.learning_rate"]) == pytest.approx(trial.params["train.learning_rate"])
+        assert float(child.data.params["train.learning_rate"]) == pytest.approx(
+            trial.params["train.learning_rate"]
+        )
         assert child.data.params["balance.smote"] == str(trial.params["balance.smote"])
-        assert "val_macro_f1" in child.data.metrics and not any(k.startswith("test_") for k in child.data.metrics)
+        assert "val_macro_f1" in child.data.metrics and not any(
+            k.startswith("test_") for k in child.data.metrics
+        )
     assert sorted(int(c.data.tags["optuna.trial"]) for c in children) == [0, 1, 2]
 
     client = MlflowClient(uri)
     latest = max(parents, key=lambda r: r.info.start_time)
     files = {a.path for a in client.list_artifacts(latest.info.run_id, "study")}
-    for name in ("optimization_history", "parallel_coordinate", "slice", "contour", "intermediate_values"):
+    for name in (
+        "optimization_history",
+        "parallel_coordinate",
+        "slice",
+        "contour",
+        "intermediate_values",
+    ):
         assert f"study/{name}.html" in files
     assert "study/trials.csv" in files
     table = client.download_artifacts(latest.info.run_id, "study/trials.csv", str(tmp_path))
@@ -181,12 +263,22 @@ def test_sweep_resumes_nests_runs_and_retrains_the_best(tmp_path, env):
     assert len(runs(uri, "trial", "s1")) == 3 and len(runs(uri, "best-retrained", "s1")) == 1
 
     # The same study with another base config is refused, not silently mixed.
-    proc = subprocess.run(sweep_cmd(*common, "--trials", "4", sets=TINY + ["train.batch_size=16"]), cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "created with a different search space or base config" in proc.stderr
+    proc = subprocess.run(
+        sweep_cmd(*common, "--trials", "4", sets=TINY + ["train.batch_size=16"]),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        proc.returncode == 2
+        and "created with a different search space or base config" in proc.stderr
+    )
 
 
 # --- several workers on PostgreSQL --------------------------------------------------------------------
+
 
 @pytest.fixture
 def pg_env(postgres, env, tmp_path):
@@ -194,16 +286,38 @@ def pg_env(postgres, env, tmp_path):
     name = tmp_path.name.lower().replace("-", "_")[-40:]
     storage = postgres.create_database(f"optuna_{name}")
     mlflow_uri = postgres.create_database(f"mlflow_{name}")
-    MlflowClient(mlflow_uri).search_experiments()  # create MLflow's schema once, before workers race for it
+    MlflowClient(
+        mlflow_uri
+    ).search_experiments()  # create MLflow's schema once, before workers race for it
     return dict(env, MLFLOW_TRACKING_URI=mlflow_uri), storage
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_on_postgres(tmp_path, pg_env):
     env, storage = pg_env
     space = write_space(tmp_path / "space.yaml")
-    args = ["--space", str(space), "--study", "duo", "--storage", storage, "--trials", "4", "--no-final"]
-    workers = [subprocess.Popen(sweep_cmd(*args, "--worker-index", str(i)), cwd=tmp_path, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    args = [
+        "--space",
+        str(space),
+        "--study",
+        "duo",
+        "--storage",
+        storage,
+        "--trials",
+        "4",
+        "--no-final",
+    ]
+    workers = [
+        subprocess.Popen(
+            sweep_cmd(*args, "--worker-index", str(i)),
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (0, 1)
+    ]
     for w in workers:
         _, err = w.communicate(timeout=400)
         assert w.returncode == 0, err[-3000:]
@@ -213,26 +327,51 @@ def test_two_workers_share_one_study_on_postgres(tmp_path, pg_env):
     numbers = [t.number for t in finished]
     assert len(set(numbers)) == len(numbers) == 4
     children = runs(env["MLFLOW_TRACKING_URI"], "trial", "duo")
-    assert sorted(int(c.data.tags["optuna.trial"]) for c in children) == sorted(numbers)  # one run per trial
+    assert sorted(int(c.data.tags["optuna.trial"]) for c in children) == sorted(
+        numbers
+    )  # one run per trial
     parents = runs(env["MLFLOW_TRACKING_URI"], "study", "duo")
-    assert len(parents) == 2 and {c.data.tags["mlflow.parentRunId"] for c in children} <= {p.info.run_id for p in parents}
+    assert len(parents) == 2 and {c.data.tags["mlflow.parentRunId"] for c in children} <= {
+        p.info.run_id for p in parents
+    }
     # Both workers really worked on it.
     assert len({c.data.tags["mlflow.parentRunId"] for c in children}) == 2
 
 
+@pytest.mark.slow
 def test_killed_worker_trial_is_failed_retried_and_the_study_completes(tmp_path, pg_env):
     env, storage = pg_env
-    space = write_space(tmp_path / "space.yaml", heartbeat={"interval": 1, "grace_period": 4, "max_retry": 1})
-    args = ["--space", str(space), "--study", "crash", "--storage", storage, "--trials", "3", "--no-final"]
+    space = write_space(
+        tmp_path / "space.yaml", heartbeat={"interval": 1, "grace_period": 4, "max_retry": 1}
+    )
+    args = [
+        "--space",
+        str(space),
+        "--study",
+        "crash",
+        "--storage",
+        storage,
+        "--trials",
+        "3",
+        "--no-final",
+    ]
     slow = [s for s in TINY if not s.startswith("train.epochs")] + ["train.epochs=6"]
-    victim = subprocess.Popen(sweep_cmd(*args, sets=slow), cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(
+        sweep_cmd(*args, sets=slow),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 180
     orphan = None
     while orphan is None and time.monotonic() < deadline and victim.poll() is None:
         try:
-            running = [t for t in optuna.load_study(study_name="crash", storage=storage).trials
-                       if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs]
+            running = [
+                t
+                for t in optuna.load_study(study_name="crash", storage=storage).trials
+                if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs
+            ]
         except KeyError:  # the study does not exist yet
             running = []
         orphan = running[0] if running else None
@@ -252,18 +391,39 @@ def test_killed_worker_trial_is_failed_retried_and_the_study_completes(tmp_path,
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     orphan_run = client.get_run(orphan.user_attrs["mlflow_run_id"])
     assert orphan_run.info.status == "FAILED" and orphan_run.data.tags["trial_state"] == "FAIL"
-    (victim_parent,) = [r for r in runs(env["MLFLOW_TRACKING_URI"], "study", "crash")
-                        if r.data.tags["sweep.worker"].endswith(f":{victim.pid}")]
-    assert victim_parent.info.status == "KILLED"  # ended by the next worker on this host, not RUNNING forever
+    (victim_parent,) = [
+        r
+        for r in runs(env["MLFLOW_TRACKING_URI"], "study", "crash")
+        if r.data.tags["sweep.worker"].endswith(f":{victim.pid}")
+    ]
+    assert (
+        victim_parent.info.status == "KILLED"
+    )  # ended by the next worker on this host, not RUNNING forever
 
 
+@pytest.mark.slow
 def test_a_terminated_sweep_ends_its_runs_killed_and_its_trial_failed(tmp_path, env):
     storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
     space = write_space(tmp_path / "space.yaml")
     slow = [s for s in TINY if not s.startswith("train.epochs")] + ["train.epochs=40"]
-    proc = subprocess.Popen(sweep_cmd("--space", str(space), "--study", "term", "--storage", storage, "--trials", "2",
-                                      sets=slow), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        sweep_cmd(
+            "--space",
+            str(space),
+            "--study",
+            "term",
+            "--storage",
+            storage,
+            "--trials",
+            "2",
+            sets=slow,
+        ),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 180
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -287,4 +447,3 @@ def test_a_terminated_sweep_ends_its_runs_killed_and_its_trial_failed(tmp_path, 
     assert trial_run.info.status == "KILLED" and trial_run.data.tags["trial_state"] == "FAIL"
     (parent,) = runs(env["MLFLOW_TRACKING_URI"], "study", "term")
     assert parent.info.status == "KILLED"
-

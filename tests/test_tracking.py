@@ -1,4 +1,5 @@
 """The MLflow store: opened by several processes at once, unwritable, and never printed with its password."""
+
 from __future__ import annotations
 
 import subprocess
@@ -6,21 +7,30 @@ import sys
 
 import mlflow
 import pytest
+from conftest import REPO
 from mlflow import MlflowClient
 
-from conftest import REPO
 from workbench import tracking
 from workbench.errors import WorkbenchError
 
 OPEN_STORE = "from workbench.tracking import configure; configure('race')"
 
 
+@pytest.mark.slow
 def test_processes_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path):
     for attempt in range(3):  # unlocked, MLflow's schema migration raced in 3 of 3 tries
         uri = f"sqlite:///{tmp_path / f'store{attempt}' / 'mlflow.db'}"
         env = {"MLFLOW_TRACKING_URI": uri, "PATH": "/usr/bin:/bin"}
-        procs = [subprocess.Popen([sys.executable, "-c", OPEN_STORE], cwd=REPO, env=env, stderr=subprocess.PIPE,
-                                  text=True) for _ in range(3)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPEN_STORE],
+                cwd=REPO,
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
         results = [(p.wait(timeout=180), p.stderr.read()) for p in procs]
         assert all(code == 0 for code, _ in results), [err[-800:] for _, err in results]
         assert MlflowClient(uri).get_experiment_by_name("race") is not None
@@ -28,8 +38,11 @@ def test_processes_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path):
 
 def test_a_read_only_store_is_a_one_line_error(read_only_dir, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{read_only_dir / 'mlruns' / 'mlflow.db'}")
-    with pytest.raises(WorkbenchError, match=rf"MLflow store {read_only_dir / 'mlruns'}: cannot write there "
-                                             r"\(Read-only file system\); run from a writable folder"):
+    with pytest.raises(
+        WorkbenchError,
+        match=rf"MLflow store {read_only_dir / 'mlruns'}: cannot write there "
+        r"\(Read-only file system\); run from a writable folder",
+    ):
         tracking.configure("baseline")
 
 
@@ -42,4 +55,7 @@ def test_store_addresses_are_shown_without_their_password():
 
 def test_new_experiments_open_in_the_model_training_view(tracking_store):
     experiment_id = tracking.configure("kind-check")
-    assert mlflow.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert (
+        mlflow.get_experiment(experiment_id).tags["mlflow.experimentKind"]
+        == "custom_model_development"
+    )

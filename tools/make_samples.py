@@ -3,6 +3,7 @@
 Deterministic: Python random.Random(0). Run from the repository root:
     python tools/make_samples.py ../shared/data
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,7 +40,10 @@ def fer_sample(shared: Path, out: Path) -> list[int]:
     for i in chosen:
         w.writerow(lines[i])
     # mtime=0 keeps the gzip bytes (and so the dataset digest) reproducible.
-    with open(out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as gz:
+    with (
+        open(out, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as gz,
+    ):
         gz.write(buf.getvalue().encode())
     return chosen
 

@@ -4,6 +4,7 @@
 
 Starts `mlflow ui` on a free 127.0.0.1 port (stopped at the end) and drives Debian's Chromium headless.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,28 +56,57 @@ def main() -> int:
     experiment = client.get_experiment_by_name(args.experiment)
     if experiment is None:
         raise SystemExit(f"error: no experiment {args.experiment!r} in {args.store}")
-    runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"])
-    with_report = next(r for r in runs if any(a.path == "figures/report.html" for a in client.list_artifacts(r.info.run_id, "figures")))
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        "attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )
+    with_report = next(
+        r
+        for r in runs
+        if any(
+            a.path == "figures/report.html" for a in client.list_artifacts(r.info.run_id, "figures")
+        )
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", args.store, "--host", "127.0.0.1",
-                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            args.store,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_healthy(base, server)
         with sync_playwright() as pw, tempfile.TemporaryDirectory() as tmp:
-            browser = pw.chromium.launch(executable_path=browser_path, headless=True, args=["--no-sandbox"])
+            browser = pw.chromium.launch(
+                executable_path=browser_path, headless=True, args=["--no-sandbox"]
+            )
             page = browser.new_page(viewport={"width": 1900, "height": 700})
             page.set_default_timeout(60_000)
             page.goto(f"{base}/#/experiments/{experiment.experiment_id}/runs?{UI_VIEW}")
             page.get_by_text(runs[0].info.run_name, exact=True).first.wait_for()
-            close = page.get_by_role("button", name="Close")  # the assistant's side panel, if it opened
+            close = page.get_by_role(
+                "button", name="Close"
+            )  # the assistant's side panel, if it opened
             if close.count():
                 close.first.click()
-            for column in COLUMNS:  # what a reader wants beside each run (the UI remembers the choice)
+            for (
+                column
+            ) in COLUMNS:  # what a reader wants beside each run (the UI remembers the choice)
                 page.get_by_role("button", name="Columns").click()
                 page.get_by_placeholder("Search").fill(column)
                 try:
@@ -86,9 +116,12 @@ def main() -> int:
                 page.keyboard.press("Escape")
             page.wait_for_timeout(1500)
             page.screenshot(path=out / "ui-runs.png")
-            folder = mlflow.artifacts.download_artifacts(f"runs:/{with_report.info.run_id}/figures", dst_path=tmp,
-                                                         tracking_uri=args.store)
-            report = browser.new_context(offline=True, viewport={"width": 1100, "height": 560}).new_page()
+            folder = mlflow.artifacts.download_artifacts(
+                f"runs:/{with_report.info.run_id}/figures", dst_path=tmp, tracking_uri=args.store
+            )
+            report = browser.new_context(
+                offline=True, viewport={"width": 1100, "height": 560}
+            ).new_page()
             report.goto((Path(folder) / "report.html").as_uri())
             report.wait_for_selector(".main-svg")
             report.screenshot(path=out / "report-header.png")
@@ -96,7 +129,9 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    print(f"wrote {out / 'ui-runs.png'} and {out / 'report-header.png'} (report of run {with_report.info.run_id})")
+    print(
+        f"wrote {out / 'ui-runs.png'} and {out / 'report-header.png'} (report of run {with_report.info.run_id})"
+    )
     return 0
 
 

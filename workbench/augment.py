@@ -4,6 +4,7 @@ One knob, `strength` in [0, 1], scales every range; the ranges at strength 1.0 d
 project's ImageDataGenerator (rotation 20 deg, width/height shift 0.2, shear 0.2, zoom 0.2, horizontal
 flip). 0 is the identity. A layer whose range is 0 is left out.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,9 @@ class Ranges:
 ORIGINAL = Ranges()
 
 
-def build_augmenter(strength: float, seed: int, ranges: Ranges = ORIGINAL) -> keras.Sequential | None:
+def build_augmenter(
+    strength: float, seed: int, ranges: Ranges = ORIGINAL
+) -> keras.Sequential | None:
     """None at strength 0 or with every range 0 (no layer at all: the pipeline is exactly the identity)."""
     if strength <= 0:
         return None
@@ -39,37 +42,62 @@ def build_augmenter(strength: float, seed: int, ranges: Ranges = ORIGINAL) -> ke
     # float32 whatever the model's precision policy: this runs in tf.data on raw 0..255 pixels.
     kw = {"fill_mode": fill, "dtype": "float32"}
     if ranges.rotation_deg > 0:
-        layers.append(keras.layers.RandomRotation(ranges.rotation_deg / 360.0 * strength, seed=seed, **kw))
+        layers.append(
+            keras.layers.RandomRotation(ranges.rotation_deg / 360.0 * strength, seed=seed, **kw)
+        )
     if ranges.shift > 0:
-        layers.append(keras.layers.RandomTranslation(ranges.shift * strength, ranges.shift * strength,
-                                                     seed=seed + 1, **kw))
+        layers.append(
+            keras.layers.RandomTranslation(
+                ranges.shift * strength, ranges.shift * strength, seed=seed + 1, **kw
+            )
+        )
     if ranges.shear_deg > 0:
         shear = math.tan(math.radians(ranges.shear_deg)) * strength
         layers.append(keras.layers.RandomShear(x_factor=shear, y_factor=shear, seed=seed + 2, **kw))
     if ranges.zoom > 0:
         # Independent height and width factors, as ImageDataGenerator draws zx and zy separately.
-        layers.append(keras.layers.RandomZoom(ranges.zoom * strength, ranges.zoom * strength, seed=seed + 3, **kw))
+        layers.append(
+            keras.layers.RandomZoom(
+                ranges.zoom * strength, ranges.zoom * strength, seed=seed + 3, **kw
+            )
+        )
     if ranges.flip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 4, dtype="float32"))
     return keras.Sequential(layers, name="augment") if layers else None
 
 
-def training_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, strength: float, seed: int,
-                     ranges: Ranges = ORIGINAL) -> tf.data.Dataset:
+def training_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    strength: float,
+    seed: int,
+    ranges: Ranges = ORIGINAL,
+) -> tf.data.Dataset:
     """Shuffled, augmented batches of (float32 images 0..255, one-hot labels), prefetched."""
     images_t = tf.constant(images)
     labels_t = tf.one_hot(labels, NUM_CLASSES)
     augmenter = build_augmenter(strength, seed, ranges)
     n = len(images)
     # Shuffle indices, not images: the shuffle buffer then costs 8 bytes a face.
-    ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    ds = ds.map(lambda idx: (tf.cast(tf.gather(images_t, idx), tf.float32), tf.gather(labels_t, idx)),
-                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = (
+        tf.data.Dataset.range(n)
+        .shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+    )
+    ds = ds.map(
+        lambda idx: (tf.cast(tf.gather(images_t, idx), tf.float32), tf.gather(labels_t, idx)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     if augmenter is not None:
-        ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(
+            lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    ds = tf.data.Dataset.from_tensor_slices((images, tf.one_hot(labels, NUM_CLASSES))).batch(batch_size)
+    ds = tf.data.Dataset.from_tensor_slices((images, tf.one_hot(labels, NUM_CLASSES))).batch(
+        batch_size
+    )
     return ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE)

@@ -3,6 +3,7 @@
 SMOTE here works in float32 (never float64: a full FER-2013 training split is 28,709 x 12,288
 features) and records each synthetic face's two real parents, so leakage can be measured.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,24 +21,32 @@ class _ParentTrackingSMOTE(SMOTE):
 
     def _generate_samples(self, X, nn_data, nn_num, rows, cols, steps, y_type=None, y=None):
         self.pairs_.append((rows.copy(), nn_num[rows, cols].copy()))
-        return super()._generate_samples(X, nn_data, nn_num, rows, cols, steps.astype(X.dtype), y_type, y)
+        return super()._generate_samples(
+            X, nn_data, nn_num, rows, cols, steps.astype(X.dtype), y_type, y
+        )
 
 
 @dataclass
 class Balanced:
     faces: Faces  # the real faces first, then the synthetic ones
     synthetic: np.ndarray  # (N,) bool
-    parents: np.ndarray  # (N, 2) indices into the input faces of each synthetic face's parents; -1 for real ones
+    parents: (
+        np.ndarray
+    )  # (N, 2) indices into the input faces of each synthetic face's parents; -1 for real ones
 
 
 def smote(faces: Faces, k: int, seed: int) -> Balanced:
     counts = np.bincount(faces.labels)
     present = counts[counts > 0]
     if len(present) < 2:
-        raise WorkbenchError("balance.smote: the training split holds a single class; nothing to balance")
+        raise WorkbenchError(
+            "balance.smote: the training split holds a single class; nothing to balance"
+        )
     smallest = int(present.min())
     if smallest < 2:
-        raise WorkbenchError(f"balance.smote: a class has {smallest} training face; SMOTE needs at least 2 per class")
+        raise WorkbenchError(
+            f"balance.smote: a class has {smallest} training face; SMOTE needs at least 2 per class"
+        )
     k = min(k, smallest - 1)  # SMOTE needs k neighbours inside the smallest class
     n, shape = len(faces), faces.images.shape[1:]
     X = faces.images.reshape(n, -1).astype(np.float32)
@@ -71,7 +80,10 @@ def smote(faces: Faces, k: int, seed: int) -> Balanced:
         groups=np.concatenate([faces.groups, synth.groups]),
         splits=np.concatenate([faces.splits, synth.splits]),
         ids=np.concatenate([faces.ids, synth.ids]),
-        format=faces.format, path=faces.path, digest=faces.digest, skipped=faces.skipped,
+        format=faces.format,
+        path=faces.path,
+        digest=faces.digest,
+        skipped=faces.skipped,
     )
     synthetic = np.zeros(len(y_res), dtype=bool)
     synthetic[n:] = True
@@ -79,7 +91,9 @@ def smote(faces: Faces, k: int, seed: int) -> Balanced:
 
 
 def unchanged(faces: Faces) -> Balanced:
-    return Balanced(faces, np.zeros(len(faces), dtype=bool), np.full((len(faces), 2), -1, dtype=np.int64))
+    return Balanced(
+        faces, np.zeros(len(faces), dtype=bool), np.full((len(faces), 2), -1, dtype=np.int64)
+    )
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:

@@ -4,6 +4,7 @@ far and the history go to a folder; `fit` started again with that folder continu
 Each epoch writes `epoch-<n>.weights.h5` and then `state.json` (temp file, then rename) naming it,
 so a kill at any instant leaves either the previous epoch's state or this one's, never a mix.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,9 @@ class TrainingState:
     def improved(self, value: float, mode: str) -> bool:
         if value is None or math.isnan(value):
             return False
-        return self.best_value is None or (value < self.best_value if mode == "min" else value > self.best_value)
+        return self.best_value is None or (
+            value < self.best_value if mode == "min" else value > self.best_value
+        )
 
 
 def load_state(folder: Path | None) -> TrainingState | None:
@@ -38,7 +41,9 @@ def load_state(folder: Path | None) -> TrainingState | None:
     if path is None or not path.is_file():
         return None
     data = json.loads(path.read_text())
-    return TrainingState(data["epochs_done"], data["history"], data["best_epoch"], data["best_value"])
+    return TrainingState(
+        data["epochs_done"], data["history"], data["best_epoch"], data["best_value"]
+    )
 
 
 def restore(model: keras.Model, folder: Path, state: TrainingState) -> None:
@@ -100,6 +105,8 @@ class BestAndCheckpoint(keras.callbacks.Callback):
         """Load the best epoch's weights into the model; returns that epoch (-1 if none was scored)."""
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
-        elif self._best_file is not None:  # resumed, and no epoch since beat the one before the stop
+        elif (
+            self._best_file is not None
+        ):  # resumed, and no epoch since beat the one before the stop
             self.model.load_weights(self._best_file)
         return self.state.best_epoch

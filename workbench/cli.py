@@ -1,4 +1,5 @@
 """What the command-line entry points share: --set overrides and one-line errors instead of tracebacks."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,14 @@ from workbench.errors import Terminated, WorkbenchError
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, default: str = "baseline") -> None:
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set train.epochs=5 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=5 (repeatable)",
+    )
     add_verbose_argument(parser)
 
 
@@ -33,8 +40,12 @@ def positive_int(text: str) -> int:
 
 
 def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="also show TensorFlow's C++ log lines (hidden by default)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show TensorFlow's C++ log lines (hidden by default)",
+    )
 
 
 def quiet_tensorflow(verbose: bool = False) -> None:
@@ -46,7 +57,9 @@ def quiet_tensorflow(verbose: bool = False) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         # Lines logged while TensorFlow's libraries load ("before absl::InitializeLog()", cudart_stub)
         # ignore that level: the import itself runs with file descriptor 2 silenced.
-        if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
+        if "tensorflow" not in sys.modules and not any(
+            isinstance(f, _QuietImport) for f in sys.meta_path
+        ):
             sys.meta_path.insert(0, _QuietImport("tensorflow"))
     # tf.function retracing notices: sweeps build one model per trial, so retracing is expected.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -54,7 +67,9 @@ def quiet_tensorflow(verbose: bool = False) -> None:
     warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
     # MLflow's schema hint for integer label columns in the dataset manifest (it has no missing values).
     warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column")
-    warnings.filterwarnings("ignore", message=r"The specified dataset source can be interpreted in multiple ways")
+    warnings.filterwarnings(
+        "ignore", message=r"The specified dataset source can be interpreted in multiple ways"
+    )
 
 
 @contextlib.contextmanager
@@ -136,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         width = max(map(len, COMMANDS))
         lines = [f"  {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items()]
-        print("usage: fer-workbench COMMAND [--help | arguments]\n\ncommands:\n" + "\n".join(lines),
-              file=sys.stdout if argv[:1] in ([], ["-h"], ["--help"]) else sys.stderr)
+        print(
+            "usage: fer-workbench COMMAND [--help | arguments]\n\ncommands:\n" + "\n".join(lines),
+            file=sys.stdout if argv[:1] in ([], ["-h"], ["--help"]) else sys.stderr,
+        )
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
     return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])

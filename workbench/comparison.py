@@ -1,5 +1,6 @@
 """The original protocol against its honest twin: same faces, model and budget; one parent MLflow run
 with both runs nested, a markdown + plotly comparison report, and the leakage measures."""
+
 from __future__ import annotations
 
 import os
@@ -19,13 +20,30 @@ from workbench.experiment import RunResult, run_experiment
 from workbench.files import atomic_path, write_text_atomic
 from workbench.protocol import prepare
 
-ROLES = {"original": "original: SMOTE on all faces, then 70/15/15", "honest": "honest: split first, SMOTE on training only"}
-HEADLINE = (("test_accuracy", "test accuracy"), ("test_macro_f1", "macro-F1"), ("test_weighted_f1", "weighted F1"),
-            ("test_balanced_accuracy", "balanced accuracy"))
-LEAKS = (("leak_test_synthetic_fraction", "test items that are SMOTE synthetics"),
-         ("leak_test_nearest_related_fraction", "test items whose nearest training item is SMOTE-related"))
-LEAK_SCORES = (("leak_test_accuracy_synthetic", "test accuracy on the synthetic test items"),
-               ("leak_test_accuracy_clean", "test accuracy on the clean test items (real, nearest training item unrelated)"))
+ROLES = {
+    "original": "original: SMOTE on all faces, then 70/15/15",
+    "honest": "honest: split first, SMOTE on training only",
+}
+HEADLINE = (
+    ("test_accuracy", "test accuracy"),
+    ("test_macro_f1", "macro-F1"),
+    ("test_weighted_f1", "weighted F1"),
+    ("test_balanced_accuracy", "balanced accuracy"),
+)
+LEAKS = (
+    ("leak_test_synthetic_fraction", "test items that are SMOTE synthetics"),
+    (
+        "leak_test_nearest_related_fraction",
+        "test items whose nearest training item is SMOTE-related",
+    ),
+)
+LEAK_SCORES = (
+    ("leak_test_accuracy_synthetic", "test accuracy on the synthetic test items"),
+    (
+        "leak_test_accuracy_clean",
+        "test accuracy on the clean test items (real, nearest training item unrelated)",
+    ),
+)
 
 
 # What the original notebook printed (../shared/seed/cnn-notebook.txt, cells 28-31; ExpW, SMOTE before the
@@ -33,9 +51,17 @@ LEAK_SCORES = (("leak_test_accuracy_synthetic", "test accuracy on the synthetic 
 # decimals) and f1_score. Per-class F1 is the leak's fingerprint: fear, 314 real faces and ~97% synthetic,
 # scores best.
 ORIGINAL_REPORTED = {
-    "test_accuracy": 0.6464, "test_loss": 0.9435, "test_weighted_f1": 0.6420, "test_macro_f1": 0.64,
-    "test_f1_angry": 0.65, "test_f1_disgust": 0.50, "test_f1_fear": 0.82, "test_f1_happy": 0.81,
-    "test_f1_sad": 0.54, "test_f1_surprise": 0.64, "test_f1_neutral": 0.53,
+    "test_accuracy": 0.6464,
+    "test_loss": 0.9435,
+    "test_weighted_f1": 0.6420,
+    "test_macro_f1": 0.64,
+    "test_f1_angry": 0.65,
+    "test_f1_disgust": 0.50,
+    "test_f1_fear": 0.82,
+    "test_f1_happy": 0.81,
+    "test_f1_sad": 0.54,
+    "test_f1_surprise": 0.64,
+    "test_f1_neutral": 0.53,
 }
 REPORTED = "original project, as reported"
 
@@ -55,34 +81,51 @@ def hardware() -> str:
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
-        names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
+        names = [
+            tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus
+        ]
         return f"GPU: {', '.join(names)}"
     return f"CPU: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), no GPU"
 
 
-def run_comparison(original: ExperimentConfig, data_name: str, target: float, report_dir: Path) -> Outcome:
+def run_comparison(
+    original: ExperimentConfig, data_name: str, target: float, report_dir: Path
+) -> Outcome:
     honest = original.model_copy(deep=True)
     honest.protocol = HONEST_PROTOCOL
     faces = load_faces(original.data, original.seed)  # the same faces for both protocols
     if original.data.max_faces and len(faces) < original.data.max_faces:
-        print(f"note: only {len(faces):,} faces pass the filter (confidence > {original.data.min_confidence:g}); "
-              f"using all of them instead of {original.data.max_faces:,}")
+        print(
+            f"note: only {len(faces):,} faces pass the filter (confidence > {original.data.min_confidence:g}); "
+            f"using all of them instead of {original.data.max_faces:,}"
+        )
     dataset = Path(faces.path).name
     tracking.configure(original.experiment_name)
     started = time.perf_counter()
     results: dict[str, RunResult] = {}
     leaks: dict[str, dict[str, float]] = {}
     name = f"reproduce-65 · {data_name} · {original.train.epochs} epochs"
-    with tracking.tracked_run(name, tags={"reproduce.role": "comparison", "dataset": dataset,
-                                          **tracking.git_state(), **tracking.package_versions()}) as parent:
+    with tracking.tracked_run(
+        name,
+        tags={
+            "reproduce.role": "comparison",
+            "dataset": dataset,
+            **tracking.git_state(),
+            **tracking.package_versions(),
+        },
+    ) as parent:
         tracking.log_config(original)
         for role, cfg in (("original", original), ("honest", honest)):
             cfg.tracking.run_name = f"{ROLES[role]} · {dataset}"
             prepared = prepare(faces, cfg)
             masks = leakage.leaked_items(prepared)
-            results[role] = run_experiment(cfg, nested=True, data=(faces, prepared), tags={"reproduce.role": role})
+            results[role] = run_experiment(
+                cfg, nested=True, data=(faces, prepared), tags={"reproduce.role": role}
+            )
             ev = results[role].evaluation
-            leaks[role] = leakage.fractions(masks) | leakage.accuracy_by_leak(ev.y_true, ev.y_pred, masks["test"])
+            leaks[role] = leakage.fractions(masks) | leakage.accuracy_by_leak(
+                ev.y_true, ev.y_pred, masks["test"]
+            )
             client = mlflow.MlflowClient()
             for key, value in leaks[role].items():
                 client.log_metric(results[role].run_id, key, value)
@@ -90,17 +133,26 @@ def run_comparison(original: ExperimentConfig, data_name: str, target: float, re
         acc = results["original"].metrics["test_accuracy"]
         reached = acc >= target
         counts = ", ".join(f"{k} {v}" for k, v in faces.class_counts().items())
-        verdict = (f"verdict: original protocol test accuracy {acc:.4f} {'>=' if reached else '<'} target {target:.3f}: "
-                   f"{'REPRODUCED' if reached else 'BELOW TARGET'} (honest twin {results['honest'].metrics['test_accuracy']:.4f}); "
-                   f"dataset {faces.path} (digest {faces.digest[:16]}, {len(faces):,} faces: {counts}), "
-                   f"{original.train.epochs} epochs, {hardware()}, {wall / 60:.1f} min")
+        verdict = (
+            f"verdict: original protocol test accuracy {acc:.4f} {'>=' if reached else '<'} target {target:.3f}: "
+            f"{'REPRODUCED' if reached else 'BELOW TARGET'} (honest twin {results['honest'].metrics['test_accuracy']:.4f}); "
+            f"dataset {faces.path} (digest {faces.digest[:16]}, {len(faces):,} faces: {counts}), "
+            f"{original.train.epochs} epochs, {hardware()}, {wall / 60:.1f} min"
+        )
         markdown = report_markdown(results, leaks, faces, original, verdict, wall)
         figs = comparison_figures(results, leaks)
-        mlflow.log_metrics({f"{role}_{key}": results[role].metrics[key] for role in results for key, _ in HEADLINE}
-                           | {f"{role}_{k}": v for role in leaks for k, v in leaks[role].items()}
-                           | {"target": target, "reached": float(reached)})
-        mlflow.set_tags({"verdict": "REPRODUCED" if reached else "BELOW TARGET",
-                         "original_run_id": results["original"].run_id, "honest_run_id": results["honest"].run_id})
+        mlflow.log_metrics(
+            {f"{role}_{key}": results[role].metrics[key] for role in results for key, _ in HEADLINE}
+            | {f"{role}_{k}": v for role in leaks for k, v in leaks[role].items()}
+            | {"target": target, "reached": float(reached)}
+        )
+        mlflow.set_tags(
+            {
+                "verdict": "REPRODUCED" if reached else "BELOW TARGET",
+                "original_run_id": results["original"].run_id,
+                "honest_run_id": results["honest"].run_id,
+            }
+        )
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "comparison.md").write_text(markdown)
             figures.write_figures(figs, Path(tmp), png=True)
@@ -116,26 +168,47 @@ def run_comparison(original: ExperimentConfig, data_name: str, target: float, re
 def report_markdown(results, leaks, faces, cfg: ExperimentConfig, verdict: str, wall: float) -> str:
     o, h = results["original"].metrics, results["honest"].metrics
     lines = [
-        f"# reproduce-65 on {Path(faces.path).name}", "",
+        f"# reproduce-65 on {Path(faces.path).name}",
+        "",
         f"- dataset: `{faces.path}` (digest `{faces.digest[:16]}`), {len(faces):,} faces; "
         + ", ".join(f"{k} {v}" for k, v in faces.class_counts().items()),
         f"- budget: {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, Adam lr {cfg.train.learning_rate:g}, "
         f"augmentation strength {cfg.augment.strength:g}; {hardware()}; wall time {wall / 60:.1f} min",
-        f"- MLflow runs: original `{results['original'].run_id}`, honest `{results['honest'].run_id}`", "",
-        f"| | {ROLES['original']} | {ROLES['honest']} | {REPORTED} |", "|---|---|---|---|",
+        f"- MLflow runs: original `{results['original'].run_id}`, honest `{results['honest'].run_id}`",
+        "",
+        f"| | {ROLES['original']} | {ROLES['honest']} | {REPORTED} |",
+        "|---|---|---|---|",
     ]
-    rows = [(key, label) for key, label in HEADLINE] + [(f"test_f1_{n}", f"F1 {n}") for n in CLASS_NAMES]
-    lines += [f"| {label} | {o[key]:.4f} | {h[key]:.4f} | {_score(ORIGINAL_REPORTED.get(key))} |" for key, label in rows]
-    lines += [f"| {label} | {leaks['original'][key]:.1%} | {leaks['honest'][key]:.1%} | - |" for key, label in LEAKS]
-    lines += [f"| {label} | {_score(leaks['original'].get(key))} | {_score(leaks['honest'].get(key))} | - |"
-              for key, label in LEAK_SCORES]
-    lines += ["", f"The original reported test accuracy {ORIGINAL_REPORTED['test_accuracy']}, weighted F1 "
-              f"{ORIGINAL_REPORTED['test_weighted_f1']} and test loss {ORIGINAL_REPORTED['test_loss']} on ExpW "
-              "(its per-class F1 has two decimals, as classification_report printed it)."]
-    lines += ["", verdict, "",
-              "SMOTE before the split makes synthetic interpolations of training faces part of the test set, and "
-              "puts synthetic children of test faces into training: the original number measures, in part, "
-              "recognition of faces the model has seen. The honest column is the number to report.", ""]
+    rows = [(key, label) for key, label in HEADLINE] + [
+        (f"test_f1_{n}", f"F1 {n}") for n in CLASS_NAMES
+    ]
+    lines += [
+        f"| {label} | {o[key]:.4f} | {h[key]:.4f} | {_score(ORIGINAL_REPORTED.get(key))} |"
+        for key, label in rows
+    ]
+    lines += [
+        f"| {label} | {leaks['original'][key]:.1%} | {leaks['honest'][key]:.1%} | - |"
+        for key, label in LEAKS
+    ]
+    lines += [
+        f"| {label} | {_score(leaks['original'].get(key))} | {_score(leaks['honest'].get(key))} | - |"
+        for key, label in LEAK_SCORES
+    ]
+    lines += [
+        "",
+        f"The original reported test accuracy {ORIGINAL_REPORTED['test_accuracy']}, weighted F1 "
+        f"{ORIGINAL_REPORTED['test_weighted_f1']} and test loss {ORIGINAL_REPORTED['test_loss']} on ExpW "
+        "(its per-class F1 has two decimals, as classification_report printed it).",
+    ]
+    lines += [
+        "",
+        verdict,
+        "",
+        "SMOTE before the split makes synthetic interpolations of training faces part of the test set, and "
+        "puts synthetic children of test faces into training: the original number measures, in part, "
+        "recognition of faces the model has seen. The honest column is the number to report.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -145,20 +218,79 @@ def _score(value: float | None) -> str:
 
 def comparison_figures(results, leaks) -> dict[str, go.Figure]:
     roles = list(results)
-    headline = go.Figure([go.Bar(name=ROLES[r], x=[label for _, label in HEADLINE],
-                                 y=[results[r].metrics[k] for k, _ in HEADLINE]) for r in roles])
-    headline.update_layout(title="Test metrics: original vs honest protocol", barmode="group", yaxis_range=[0, 1],
-                           width=900, height=450)
-    per_class = go.Figure([go.Bar(name=ROLES[r], x=list(CLASS_NAMES),
-                                  y=[results[r].metrics[f"test_f1_{c}"] for c in CLASS_NAMES]) for r in roles]
-                          + [go.Bar(name=REPORTED, x=list(CLASS_NAMES), marker_color="#999",
-                                    y=[ORIGINAL_REPORTED[f"test_f1_{c}"] for c in CLASS_NAMES])])
-    per_class.update_layout(title="Per-class test F1", barmode="group", yaxis_range=[0, 1], width=900, height=450)
-    leak = go.Figure([go.Bar(name=ROLES[r], x=[label for _, label in LEAKS], y=[leaks[r][k] for k, _ in LEAKS])
-                      for r in roles])
-    leak.update_layout(title="Leakage into the test set", barmode="group", yaxis_tickformat=".0%", width=900, height=450)
-    by_leak = go.Figure([go.Bar(name=ROLES[r], x=[label for _, label in LEAK_SCORES],
-                                y=[leaks[r].get(k) for k, _ in LEAK_SCORES]) for r in roles])
-    by_leak.update_layout(title="Test accuracy on leaked (synthetic) vs clean test items", barmode="group",
-                          yaxis_range=[0, 1], width=900, height=450)
-    return {"metrics": headline, "per_class_f1": per_class, "leakage": leak, "accuracy_by_leak": by_leak}
+    headline = go.Figure(
+        [
+            go.Bar(
+                name=ROLES[r],
+                x=[label for _, label in HEADLINE],
+                y=[results[r].metrics[k] for k, _ in HEADLINE],
+            )
+            for r in roles
+        ]
+    )
+    headline.update_layout(
+        title="Test metrics: original vs honest protocol",
+        barmode="group",
+        yaxis_range=[0, 1],
+        width=900,
+        height=450,
+    )
+    per_class = go.Figure(
+        [
+            go.Bar(
+                name=ROLES[r],
+                x=list(CLASS_NAMES),
+                y=[results[r].metrics[f"test_f1_{c}"] for c in CLASS_NAMES],
+            )
+            for r in roles
+        ]
+        + [
+            go.Bar(
+                name=REPORTED,
+                x=list(CLASS_NAMES),
+                marker_color="#999",
+                y=[ORIGINAL_REPORTED[f"test_f1_{c}"] for c in CLASS_NAMES],
+            )
+        ]
+    )
+    per_class.update_layout(
+        title="Per-class test F1", barmode="group", yaxis_range=[0, 1], width=900, height=450
+    )
+    leak = go.Figure(
+        [
+            go.Bar(
+                name=ROLES[r], x=[label for _, label in LEAKS], y=[leaks[r][k] for k, _ in LEAKS]
+            )
+            for r in roles
+        ]
+    )
+    leak.update_layout(
+        title="Leakage into the test set",
+        barmode="group",
+        yaxis_tickformat=".0%",
+        width=900,
+        height=450,
+    )
+    by_leak = go.Figure(
+        [
+            go.Bar(
+                name=ROLES[r],
+                x=[label for _, label in LEAK_SCORES],
+                y=[leaks[r].get(k) for k, _ in LEAK_SCORES],
+            )
+            for r in roles
+        ]
+    )
+    by_leak.update_layout(
+        title="Test accuracy on leaked (synthetic) vs clean test items",
+        barmode="group",
+        yaxis_range=[0, 1],
+        width=900,
+        height=450,
+    )
+    return {
+        "metrics": headline,
+        "per_class_f1": per_class,
+        "leakage": leak,
+        "accuracy_by_leak": by_leak,
+    }

@@ -1,4 +1,5 @@
 """One typed configuration per experiment: loaded from experiments/*.yaml, overridable with --set."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,23 +27,43 @@ class _Section(BaseModel):
 
 class DataConfig(_Section):
     format: Literal["auto", "fer2013", "expw", "folders"] = "auto"
-    path: str | None = Field(None, description="dataset file/folder; null = the bundled FER-2013 sample")
-    images_dir: str | None = Field(None, description="ExpW: folder of original images (default: found next to label.lst)")
-    crops_dir: str | None = Field(None, description="ExpW: folder of face crops already cut by label.lst, named "
-                                                    "<image stem>_<face_id>.jpg (any subfolders); used instead of the originals")
-    min_confidence: float = Field(0.0, description="ExpW: keep faces with confidence strictly above this")
-    max_faces: int | None = Field(None, gt=0, description="sample this many faces (seeded) after filtering")
-    image_size: int = Field(48, ge=16, le=256, description="faces are resized to image_size x image_size")
+    path: str | None = Field(
+        None, description="dataset file/folder; null = the bundled FER-2013 sample"
+    )
+    images_dir: str | None = Field(
+        None, description="ExpW: folder of original images (default: found next to label.lst)"
+    )
+    crops_dir: str | None = Field(
+        None,
+        description="ExpW: folder of face crops already cut by label.lst, named "
+        "<image stem>_<face_id>.jpg (any subfolders); used instead of the originals",
+    )
+    min_confidence: float = Field(
+        0.0, description="ExpW: keep faces with confidence strictly above this"
+    )
+    max_faces: int | None = Field(
+        None, gt=0, description="sample this many faces (seeded) after filtering"
+    )
+    image_size: int = Field(
+        48, ge=16, le=256, description="faces are resized to image_size x image_size"
+    )
     channels: Literal[1, 3] = Field(1, description="1 = grayscale (FER-2013's own form), 3 = RGB")
-    resize: Literal["area", "linear"] = Field("area", description="shrinking: area (no aliasing) or linear "
-                                                                  "(cv2.resize's default, as the original)")
+    resize: Literal["area", "linear"] = Field(
+        "area",
+        description="shrinking: area (no aliasing) or linear "
+        "(cv2.resize's default, as the original)",
+    )
     max_skip_fraction: float = Field(0.01, ge=0.0, le=1.0)
-    cache_dir: str | None = Field(None, description="decoded-face cache (default: ~/.cache/fer-workbench)")
+    cache_dir: str | None = Field(
+        None, description="decoded-face cache (default: ~/.cache/fer-workbench)"
+    )
     workers: int | None = Field(None, gt=0, description="decode threads (default: all cores)")
 
 
 class SplitConfig(_Section):
-    use_official: bool = Field(True, description="use the dataset's own split (FER-2013 Usage, train/test folders)")
+    use_official: bool = Field(
+        True, description="use the dataset's own split (FER-2013 Usage, train/test folders)"
+    )
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
 
@@ -60,24 +81,36 @@ class AugmentConfig(_Section):
     strength: float = Field(1.0, ge=0.0, le=1.0)
     rotation_deg: float = Field(20.0, ge=0.0, le=180.0)
     shift: float = Field(0.2, ge=0.0, lt=1.0, description="fraction of the width/height")
-    shear_deg: float = Field(0.2, ge=0.0, lt=45.0, description="ImageDataGenerator's shear_range, in degrees")
+    shear_deg: float = Field(
+        0.2, ge=0.0, lt=45.0, description="ImageDataGenerator's shear_range, in degrees"
+    )
     zoom: float = Field(0.2, ge=0.0, lt=1.0)
     flip: bool = True
 
 
 class ModelConfig(_Section):
     name: Literal["reference", "vgg", "mini_xception"] = "reference"
-    filters: list[int] | None = Field(None, min_length=1, description="per block/stage; null = the model's own")
+    filters: list[int] | None = Field(
+        None, min_length=1, description="per block/stage; null = the model's own"
+    )
     conv_dropout: float = Field(0.25, ge=0.0, lt=1.0)
     dense_units: int = Field(1024, gt=0, description="reference only")
-    dense_batchnorm: bool = Field(False, description="reference only: Dense -> BatchNorm -> Dropout, as the "
-                                                     "original's scoring model")
+    dense_batchnorm: bool = Field(
+        False,
+        description="reference only: Dense -> BatchNorm -> Dropout, as the "
+        "original's scoring model",
+    )
     dense_dropout: float = Field(0.5, ge=0.0, lt=1.0)
-    bn_momentum: float = Field(0.99, gt=0.0, lt=1.0, description="BatchNorm's moving-average momentum (Keras: "
-                                                                 "0.99); lower settles in fewer steps")
+    bn_momentum: float = Field(
+        0.99,
+        gt=0.0,
+        lt=1.0,
+        description="BatchNorm's moving-average momentum (Keras: "
+        "0.99); lower settles in fewer steps",
+    )
 
     @model_validator(mode="after")
-    def _positive_filters(self) -> "ModelConfig":
+    def _positive_filters(self) -> ModelConfig:
         if self.filters is not None and min(self.filters) < 1:
             raise ValueError("model.filters: every block needs at least 1 filter")
         return self
@@ -86,25 +119,38 @@ class ModelConfig(_Section):
 class TrainConfig(_Section):
     epochs: int = Field(12, ge=1)
     batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(1e-3, gt=0.0, lt=1.0, description="the peak rate for schedule=cosine")
+    learning_rate: float = Field(
+        1e-3, gt=0.0, lt=1.0, description="the peak rate for schedule=cosine"
+    )
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    weight_decay: float = Field(0.0, ge=0.0, lt=1.0, description="decoupled weight decay (all optimizers)")
+    weight_decay: float = Field(
+        0.0, ge=0.0, lt=1.0, description="decoupled weight decay (all optimizers)"
+    )
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only (Nesterov)")
     schedule: Literal["constant", "cosine", "plateau"] = "constant"
     warmup_epochs: float = Field(0.0, ge=0.0, description="cosine: linear warm-up before the decay")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
-        "float32", description="auto = bf16 on CPUs with AVX512-BF16/AMX, fp16 on a GPU, else float32")
+        "float32",
+        description="auto = bf16 on CPUs with AVX512-BF16/AMX, fp16 on a GPU, else float32",
+    )
     monitor: Literal["val_accuracy", "val_macro_f1", "val_loss"] = Field(
-        "val_accuracy", description="picks the best epoch (restore_best) and drives early stopping")
+        "val_accuracy", description="picks the best epoch (restore_best) and drives early stopping"
+    )
     restore_best: bool = Field(True, description="test the weights of the best validation epoch")
-    tta_flip: bool = Field(False, description="also predict the mirrored face and average (test-time)")
+    tta_flip: bool = Field(
+        False, description="also predict the mirrored face and average (test-time)"
+    )
     early_stopping_patience: int | None = Field(None, ge=1)
-    deterministic: bool = Field(True, description="TF op determinism: same config, same numbers on CPU")
+    deterministic: bool = Field(
+        True, description="TF op determinism: same config, same numbers on CPU"
+    )
 
 
 class TrackingConfig(_Section):
-    experiment: str | None = Field(None, description="MLflow experiment name (default: the config name)")
+    experiment: str | None = Field(
+        None, description="MLflow experiment name (default: the config name)"
+    )
     run_name: str | None = None
     log_model: bool = True
 
@@ -122,17 +168,19 @@ class ExperimentConfig(_Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="after")
-    def _fractions_leave_training_data(self) -> "ExperimentConfig":
+    def _fractions_leave_training_data(self) -> ExperimentConfig:
         if self.split.val_fraction + self.split.test_fraction >= 0.9:
             raise ValueError("split.val_fraction + split.test_fraction must be below 0.9")
         return self
 
     @model_validator(mode="after")
-    def _image_fits_model(self) -> "ExperimentConfig":
+    def _image_fits_model(self) -> ExperimentConfig:
         smallest = min_image_size(self.model.name, self.model.filters)
         if self.data.image_size < smallest:
-            raise ValueError(f"data.image_size {self.data.image_size} is too small for model {self.model.name} "
-                             f"with {len(self.model.filters or []) or 'its default'} blocks (at least {smallest})")
+            raise ValueError(
+                f"data.image_size {self.data.image_size} is too small for model {self.model.name} "
+                f"with {len(self.model.filters or []) or 'its default'} blocks (at least {smallest})"
+            )
         return self
 
     @property
@@ -183,7 +231,9 @@ def known_files() -> dict[str, list[str]]:
                 tree = yaml.safe_load(path.read_text()) or {}
             except (OSError, yaml.YAMLError):
                 continue
-            known["sweeps" if isinstance(tree, dict) and is_sweep_file(tree) else "experiments"].add(path.stem)
+            known[
+                "sweeps" if isinstance(tree, dict) and is_sweep_file(tree) else "experiments"
+            ].add(path.stem)
     return {kind: sorted(names) for kind, names in known.items()}
 
 
@@ -198,8 +248,10 @@ def find_yaml(name_or_path: str, what: str = "experiment") -> Path:
         if (path := d / f"{name_or_path}.yaml").is_file():
             return path
     known = known_files()
-    raise WorkbenchError(f"{name_or_path}: no such {what} in ./experiments or the shipped ones (experiments: "
-                         f"{', '.join(known['experiments'])}; sweeps: {', '.join(known['sweeps'])})")
+    raise WorkbenchError(
+        f"{name_or_path}: no such {what} in ./experiments or the shipped ones (experiments: "
+        f"{', '.join(known['experiments'])}; sweeps: {', '.join(known['sweeps'])})"
+    )
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -214,7 +266,9 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def set_dotted(tree: dict[str, Any], key: str, value: Any, where: str | None = None) -> dict[str, Any]:
+def set_dotted(
+    tree: dict[str, Any], key: str, value: Any, where: str | None = None
+) -> dict[str, Any]:
     """set_dotted(tree, "train.epochs", 5) sets tree["train"]["epochs"] = 5; `where` starts the error message."""
     keys = key.split(".")
     node = tree
@@ -240,7 +294,9 @@ def _format_validation_error(source: str, err: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{field}' (check the spelling; see experiments/baseline.yaml for the keys)"
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    if first["type"] == "value_error" and isinstance(first.get("input"), dict):  # a check across keys
+    if first["type"] == "value_error" and isinstance(
+        first.get("input"), dict
+    ):  # a check across keys
         return f"{source}: {first['msg'].removeprefix('Value error, ')}{more}"
     return f"{source}: {field}: {first['msg']} (got {first.get('input')!r}){more}"
 
@@ -252,13 +308,17 @@ def config_from_dict(tree: dict[str, Any], source: str = "config") -> Experiment
         raise WorkbenchError(_format_validation_error(source, err)) from None
 
 
-def read_yaml_mapping(path: Path, what: str = "a mapping of sections (data, train, ...)") -> dict[str, Any]:
+def read_yaml_mapping(
+    path: Path, what: str = "a mapping of sections (data, train, ...)"
+) -> dict[str, Any]:
     try:
         tree = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise WorkbenchError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        raise WorkbenchError(
+            f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})"
+        ) from None
     if not isinstance(tree, dict):
         raise WorkbenchError(f"{path}: expected {what} at the top level")
     return tree
@@ -269,8 +329,10 @@ def load_tree(name_or_path: str, overrides: list[str] | None = None) -> tuple[di
     path = find_yaml(name_or_path)
     tree = read_yaml_mapping(path)
     if is_sweep_file(tree):
-        raise WorkbenchError(f"{path}: a sweep file, not an experiment; run it with "
-                             f"python -m workbench.sweep --space {name_or_path}")
+        raise WorkbenchError(
+            f"{path}: a sweep file, not an experiment; run it with "
+            f"python -m workbench.sweep --space {name_or_path}"
+        )
     tree.setdefault("name", path.stem)
     tree = apply_overrides(tree, overrides or [])
     return tree, f"{path}" + (" with --set overrides" if overrides else "")

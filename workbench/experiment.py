@@ -3,6 +3,7 @@
 A top-level run is resumable: it checkpoints every epoch, and the same config started again (or
 `resume_run_id`) continues the unfinished run in place: same run id, metrics continuing at their steps.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -60,19 +61,28 @@ def resume_key(cfg: ExperimentConfig, data_digest: str) -> str:
     return hashlib.sha256(f"{cfg.to_yaml()}\0{data_digest}".encode()).hexdigest()[:32]
 
 
-def build_compiled_model(cfg: ExperimentConfig, input_shape: tuple[int, int, int], steps_per_epoch: int,
-                         precision: str) -> keras.Model:
+def build_compiled_model(
+    cfg: ExperimentConfig, input_shape: tuple[int, int, int], steps_per_epoch: int, precision: str
+) -> keras.Model:
     t = cfg.train
     with recipe.dtype_policy(precision):
-        model = make_model(cfg.model.name, input_shape, NUM_CLASSES,
-                           **options_for(cfg.model.name, cfg.model.model_dump()))
-    lr = recipe.learning_rate(t.schedule, t.learning_rate, steps_per_epoch, t.epochs, t.warmup_epochs)
+        model = make_model(
+            cfg.model.name,
+            input_shape,
+            NUM_CLASSES,
+            **options_for(cfg.model.name, cfg.model.model_dump()),
+        )
+    lr = recipe.learning_rate(
+        t.schedule, t.learning_rate, steps_per_epoch, t.epochs, t.warmup_epochs
+    )
     optimizer = recipe.make_optimizer(t.optimizer, lr, t.weight_decay, t.momentum)
     # Under mixed_float16, compile wraps the optimizer in a LossScaleOptimizer itself (auto_scale_loss).
     return recipe.compile_model(model, optimizer, t.label_smoothing)
 
 
-def predict(model: keras.Model, images: np.ndarray, tta_flip: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def predict(
+    model: keras.Model, images: np.ndarray, tta_flip: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
     """(probabilities, probabilities without test-time flip or None when it is off)."""
     x = images.astype(np.float32)
     plain = model.predict(x, batch_size=256, verbose=0)
@@ -82,25 +92,44 @@ def predict(model: keras.Model, images: np.ndarray, tta_flip: bool) -> tuple[np.
     return (plain + mirrored) / 2, plain
 
 
-def run_experiment(cfg: ExperimentConfig, callbacks: Sequence[keras.callbacks.Callback] = (), nested: bool = False,
-                   light: bool = False, tags: dict[str, str] | None = None,
-                   data: tuple[Faces, Prepared] | None = None, evaluate_on: str = "test",
-                   verbose: bool = True, resume_run_id: str | None = None) -> RunResult:
+def run_experiment(
+    cfg: ExperimentConfig,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    nested: bool = False,
+    light: bool = False,
+    tags: dict[str, str] | None = None,
+    data: tuple[Faces, Prepared] | None = None,
+    evaluate_on: str = "test",
+    verbose: bool = True,
+    resume_run_id: str | None = None,
+) -> RunResult:
     """Train and evaluate cfg as one MLflow run. `light` (sweep trials) skips the heavier artifacts:
     the model, the face grids, the per-face manifest and the offline report page, and checkpoints.
     `evaluate_on="val"` (sweep trials) never touches the test split: choices are made on validation."""
     seed_everything(cfg.seed, cfg.train.deterministic)
-    faces, prepared = data or load_and_prepare(cfg)  # before the run: bad data never leaves a FAILED run
+    faces, prepared = data or load_and_prepare(
+        cfg
+    )  # before the run: bad data never leaves a FAILED run
     experiment_id = tracking.configure(cfg.experiment_name)
     key = resume_key(cfg, faces.digest)
     resumable = not nested and not light
     if resume_run_id is None and resumable:
         resume_run_id = tracking.find_resumable_run(experiment_id, key)
     precision = recipe.resolve_precision(cfg.train.precision)
-    run_tags = {"protocol": cfg.protocol, "dataset": Path(faces.path).name, "dataset_digest": faces.digest[:16],
-                "model": cfg.model.name, "precision": precision, "resume_key": key,
-                **tracking.git_state(), **tracking.package_versions(), **(tags or {})}
-    with tracking.tracked_run(cfg.tracking.run_name or cfg.name, nested=nested, tags=run_tags, run_id=resume_run_id) as run:
+    run_tags = {
+        "protocol": cfg.protocol,
+        "dataset": Path(faces.path).name,
+        "dataset_digest": faces.digest[:16],
+        "model": cfg.model.name,
+        "precision": precision,
+        "resume_key": key,
+        **tracking.git_state(),
+        **tracking.package_versions(),
+        **(tags or {}),
+    }
+    with tracking.tracked_run(
+        cfg.tracking.run_name or cfg.name, nested=nested, tags=run_tags, run_id=resume_run_id
+    ) as run:
         run_id = run.info.run_id
         if resume_run_id is not None:
             print(f"resuming MLflow run {run_id} from its last finished epoch")
@@ -108,72 +137,136 @@ def run_experiment(cfg: ExperimentConfig, callbacks: Sequence[keras.callbacks.Ca
         with tracking.owned(checkpoints):
             if resume_run_id is None:
                 tracking.log_config(cfg, faces.path)
-            lineage = tracking.log_dataset(prepared.parts(), prepared.synthetic, faces, cfg.protocol,
-                                           prepared.split_method, manifest=not light, inputs=resume_run_id is None)
+            lineage = tracking.log_dataset(
+                prepared.parts(),
+                prepared.synthetic,
+                faces,
+                cfg.protocol,
+                prepared.split_method,
+                manifest=not light,
+                inputs=resume_run_id is None,
+            )
             steps = math.ceil(len(prepared.train) / cfg.train.batch_size)
             model = build_compiled_model(cfg, prepared.train.images.shape[1:], steps, precision)
             if resume_run_id is None:
-                mlflow.log_metrics({"model_parameters": float(model.count_params()),
-                                    "model_flops_per_image": float(flops_per_image(model))})
+                mlflow.log_metrics(
+                    {
+                        "model_parameters": float(model.count_params()),
+                        "model_flops_per_image": float(flops_per_image(model)),
+                    }
+                )
             started = time.perf_counter()
-            result = train(model, cfg, prepared, callbacks, checkpoints, tracking.epoch_logger(run_id), verbose)
+            result = train(
+                model, cfg, prepared, callbacks, checkpoints, tracking.epoch_logger(run_id), verbose
+            )
             train_seconds = time.perf_counter() - started
             epochs_run = len(result.history.get("loss", []))
             epochs_here = epochs_run - result.resumed_from
             split = prepared.test if evaluate_on == "test" else prepared.val
             probs, plain = predict(model, split.images, cfg.train.tta_flip)
             ev = evaluate(split.labels, probs, prefix=f"{evaluate_on}_")
-            metrics = ev.metrics | {"epochs_run": float(epochs_run), "best_epoch": float(result.best_epoch)}
+            metrics = ev.metrics | {
+                "epochs_run": float(epochs_run),
+                "best_epoch": float(result.best_epoch),
+            }
             metrics |= {f"{evaluate_on}_{k}": v for k, v in chance_levels(split.labels).items()}
             if plain is not None:
                 no_tta = evaluate(split.labels, plain, prefix=f"{evaluate_on}_notta_").metrics
                 metrics |= {k: v for k, v in no_tta.items() if k.endswith(("accuracy", "macro_f1"))}
             if epochs_here:  # a resumed run that had nothing left to train has no speed to report
-                metrics |= {"train_seconds": train_seconds,
-                            "train_images_per_second": len(prepared.train) * epochs_here / train_seconds}
+                metrics |= {
+                    "train_seconds": train_seconds,
+                    "train_images_per_second": len(prepared.train) * epochs_here / train_seconds,
+                }
             # Test scores at step 0, one value each (the UI shows them as numbers and bars); a trial's
             # validation scores at the last epoch's step, continuing their per-epoch curves.
             mlflow.log_metrics(metrics, step=0 if evaluate_on == "test" else max(epochs_run - 1, 0))
             mlflow.set_tags(chance_verdict(metrics, evaluate_on).tags())
             header = report_header(cfg, faces, metrics, evaluate_on, run_id)
             log_evaluation(ev, result.history, split.images, cfg.seed, light, evaluate_on, header)
-            model_uri = None if light or not cfg.tracking.log_model else tracking.log_model(
-                model, split.images[:1].astype(np.float32))
+            model_uri = (
+                None
+                if light or not cfg.tracking.log_model
+                else tracking.log_model(model, split.images[:1].astype(np.float32))
+            )
         tracking.drop_checkpoints(checkpoints)  # finished: nothing left to resume
-    return RunResult(run_id, experiment_id, metrics, result.history, ev, lineage, model_uri,
-                     tracking.tracking_uri(), result.resumed_from)
+    return RunResult(
+        run_id,
+        experiment_id,
+        metrics,
+        result.history,
+        ev,
+        lineage,
+        model_uri,
+        tracking.tracking_uri(),
+        result.resumed_from,
+    )
 
 
-def train(model: keras.Model, cfg: ExperimentConfig, prepared: Prepared, callbacks, checkpoints: Path | None,
-          log_epoch, verbose: bool) -> FitResult:
+def train(
+    model: keras.Model,
+    cfg: ExperimentConfig,
+    prepared: Prepared,
+    callbacks,
+    checkpoints: Path | None,
+    log_epoch,
+    verbose: bool,
+) -> FitResult:
     a, t = cfg.augment, cfg.train
-    return fit(model, (prepared.train.images, prepared.train.labels), (prepared.val.images, prepared.val.labels),
-               epochs=t.epochs, batch_size=t.batch_size, seed=cfg.seed, augment_strength=a.strength,
-               ranges=Ranges(**a.model_dump(exclude={"strength"})),
-               class_weight=class_weights(prepared.train.labels) if cfg.balance.class_weight else None,
-               monitor=t.monitor, restore_best=t.restore_best, early_stopping_patience=t.early_stopping_patience,
-               plateau=t.schedule == "plateau", checkpoint_dir=checkpoints, log_epoch=log_epoch,
-               callbacks=callbacks, verbose=verbose)
+    return fit(
+        model,
+        (prepared.train.images, prepared.train.labels),
+        (prepared.val.images, prepared.val.labels),
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        seed=cfg.seed,
+        augment_strength=a.strength,
+        ranges=Ranges(**a.model_dump(exclude={"strength"})),
+        class_weight=class_weights(prepared.train.labels) if cfg.balance.class_weight else None,
+        monitor=t.monitor,
+        restore_best=t.restore_best,
+        early_stopping_patience=t.early_stopping_patience,
+        plateau=t.schedule == "plateau",
+        checkpoint_dir=checkpoints,
+        log_epoch=log_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
 
 
-def report_header(cfg: ExperimentConfig, faces: Faces, metrics: dict[str, float], split: str, run_id: str) -> str:
+def report_header(
+    cfg: ExperimentConfig, faces: Faces, metrics: dict[str, float], split: str, run_id: str
+) -> str:
     """What report.html opens with: the run, its data, the settings that matter, its scores beside chance."""
     verdict = chance_verdict(metrics, split)
     t, d = cfg.train, cfg.data
     rows = [
         ("run", f"{cfg.tracking.run_name or cfg.name} ({run_id})"),
-        ("data", f"{faces.path} (digest {faces.digest[:16]}, {len(faces)} faces, {d.image_size}x{d.image_size} "
-                 f"{'grey' if d.channels == 1 else 'RGB'})"),
+        (
+            "data",
+            f"{faces.path} (digest {faces.digest[:16]}, {len(faces)} faces, {d.image_size}x{d.image_size} "
+            f"{'grey' if d.channels == 1 else 'RGB'})",
+        ),
         ("protocol", cfg.protocol),
-        ("model", f"{cfg.model.name}, {int(metrics['model_parameters']):,} parameters" if "model_parameters" in metrics
-         else cfg.model.name),
-        ("recipe", f"{t.optimizer} lr {t.learning_rate:g} ({t.schedule}), batch {t.batch_size}, "
-                   f"{int(metrics['epochs_run'])} epochs (best {int(metrics['best_epoch']) + 1}), augmentation "
-                   f"{cfg.augment.strength:g}, SMOTE {'on' if cfg.balance.smote else 'off'}"),
+        (
+            "model",
+            f"{cfg.model.name}, {int(metrics['model_parameters']):,} parameters"
+            if "model_parameters" in metrics
+            else cfg.model.name,
+        ),
+        (
+            "recipe",
+            f"{t.optimizer} lr {t.learning_rate:g} ({t.schedule}), batch {t.batch_size}, "
+            f"{int(metrics['epochs_run'])} epochs (best {int(metrics['best_epoch']) + 1}), augmentation "
+            f"{cfg.augment.strength:g}, SMOTE {'on' if cfg.balance.smote else 'off'}",
+        ),
         (f"{split} accuracy", f"{metrics[f'{split}_accuracy']:.4f}"),
         (f"{split} macro-F1", f"{metrics[f'{split}_macro_f1']:.4f}"),
-        ("chance", f"{metrics[f'{split}_chance_uniform']:.3f} uniform, {metrics[f'{split}_chance_majority']:.3f} "
-                   "always the commonest class"),
+        (
+            "chance",
+            f"{metrics[f'{split}_chance_uniform']:.3f} uniform, {metrics[f'{split}_chance_majority']:.3f} "
+            "always the commonest class",
+        ),
     ]
     warnings = []
     if not verdict.beats:
@@ -183,8 +276,15 @@ def report_header(cfg: ExperimentConfig, faces: Faces, metrics: dict[str, float]
     return figures.header_table(rows, warnings)
 
 
-def log_evaluation(ev: Evaluation, history: dict[str, list[float]], images: np.ndarray, seed: int,
-                   light: bool, split: str, header: str) -> None:
+def log_evaluation(
+    ev: Evaluation,
+    history: dict[str, list[float]],
+    images: np.ndarray,
+    seed: int,
+    light: bool,
+    split: str,
+    header: str,
+) -> None:
     mlflow.log_dict(ev.report, "metrics/classification_report.json")
     mlflow.log_text(ev.report_text, "metrics/classification_report.txt")
     figs = {

@@ -2,6 +2,7 @@
 
 Each figure is written as interactive HTML and, where kaleido finds Chrome/Chromium, as PNG.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,15 +27,27 @@ PNG_HINT = "install Chromium (Debian: apt-get install chromium) to get PNGs too"
 
 
 def curves(history: dict[str, list[float]]) -> go.Figure:
-    panels = [m for m in ("loss", "accuracy", "macro_f1") if history.get(m) or history.get(f"val_{m}")]
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p.replace("_", "-") for p in panels])
+    panels = [
+        m for m in ("loss", "accuracy", "macro_f1") if history.get(m) or history.get(f"val_{m}")
+    ]
+    fig = make_subplots(
+        rows=1, cols=len(panels), subplot_titles=[p.replace("_", "-") for p in panels]
+    )
     for col, metric in enumerate(panels, start=1):
         for prefix, dash in (("", "solid"), ("val_", "dash")):
             values = history.get(prefix + metric)
             if values:
                 epochs = list(range(1, len(values) + 1))
-                fig.add_trace(go.Scatter(x=epochs, y=values, name=f"{'val' if prefix else 'train'} {metric}",
-                                         line={"dash": dash}), row=1, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=epochs,
+                        y=values,
+                        name=f"{'val' if prefix else 'train'} {metric}",
+                        line={"dash": dash},
+                    ),
+                    row=1,
+                    col=col,
+                )
         fig.update_xaxes(title_text="epoch", row=1, col=col)
     fig.update_layout(title="Training curves", width=480 * len(panels), height=420)
     return fig
@@ -43,31 +56,74 @@ def curves(history: dict[str, list[float]]) -> go.Figure:
 def confusion(ev: Evaluation, normalized: bool, split: str = "test") -> go.Figure:
     z = ev.confusion_normalized if normalized else ev.confusion
     text = [[f"{v:.2f}" if normalized else str(int(v)) for v in row] for row in z]
-    fig = go.Figure(go.Heatmap(z=z, x=list(CLASS_NAMES), y=list(CLASS_NAMES), text=text, texttemplate="%{text}",
-                               colorscale="Blues", zmin=0, zmax=1 if normalized else None))
-    fig.update_layout(title=f"Confusion matrix on {split}" + (" (row-normalised)" if normalized else " (counts)"),
-                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", width=620, height=560)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(CLASS_NAMES),
+            y=list(CLASS_NAMES),
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            zmin=0,
+            zmax=1 if normalized else None,
+        )
+    )
+    fig.update_layout(
+        title=f"Confusion matrix on {split}" + (" (row-normalised)" if normalized else " (counts)"),
+        xaxis_title="predicted",
+        yaxis_title="true",
+        yaxis_autorange="reversed",
+        width=620,
+        height=560,
+    )
     return fig
 
 
 def per_class_f1(ev: Evaluation, split: str = "test") -> go.Figure:
     f1 = [ev.report[name]["f1-score"] for name in CLASS_NAMES]
     support = [int(ev.report[name]["support"]) for name in CLASS_NAMES]
-    fig = go.Figure(go.Bar(x=list(CLASS_NAMES), y=f1, text=[f"{v:.2f}" for v in f1],
-                           customdata=support, hovertemplate="%{x}: F1 %{y:.3f}, support %{customdata}<extra></extra>"))
-    fig.add_hline(y=ev.report["macro avg"]["f1-score"], line_dash="dash", annotation_text="macro F1")
-    fig.update_layout(title=f"Per-class F1 on {split}", yaxis_range=[0, 1], yaxis_title="F1", width=720, height=420)
+    fig = go.Figure(
+        go.Bar(
+            x=list(CLASS_NAMES),
+            y=f1,
+            text=[f"{v:.2f}" for v in f1],
+            customdata=support,
+            hovertemplate="%{x}: F1 %{y:.3f}, support %{customdata}<extra></extra>",
+        )
+    )
+    fig.add_hline(
+        y=ev.report["macro avg"]["f1-score"], line_dash="dash", annotation_text="macro F1"
+    )
+    fig.update_layout(
+        title=f"Per-class F1 on {split}",
+        yaxis_range=[0, 1],
+        yaxis_title="F1",
+        width=720,
+        height=420,
+    )
     return fig
 
 
-def face_grid(images: np.ndarray, ev: Evaluation, index: np.ndarray, title: str, cols: int = 5) -> go.Figure:
+def face_grid(
+    images: np.ndarray, ev: Evaluation, index: np.ndarray, title: str, cols: int = 5
+) -> go.Figure:
     rows = max(1, -(-len(index) // cols))
-    titles = [f"true {CLASS_NAMES[ev.y_true[i]]}<br>pred {CLASS_NAMES[ev.y_pred[i]]} {ev.probs[i].max():.2f}"
-              for i in index]
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, vertical_spacing=0.12, horizontal_spacing=0.02)
+    titles = [
+        f"true {CLASS_NAMES[ev.y_true[i]]}<br>pred {CLASS_NAMES[ev.y_pred[i]]} {ev.probs[i].max():.2f}"
+        for i in index
+    ]
+    fig = make_subplots(
+        rows=rows, cols=cols, subplot_titles=titles, vertical_spacing=0.12, horizontal_spacing=0.02
+    )
     for k, i in enumerate(index):
-        face = images[i] if images.shape[-1] == 3 else np.repeat(images[i], 3, axis=-1)  # go.Image wants RGB
-        fig.add_trace(go.Image(z=face, hovertemplate=f"{titles[k]}<extra></extra>"), row=k // cols + 1, col=k % cols + 1)
+        face = (
+            images[i] if images.shape[-1] == 3 else np.repeat(images[i], 3, axis=-1)
+        )  # go.Image wants RGB
+        fig.add_trace(
+            go.Image(z=face, hovertemplate=f"{titles[k]}<extra></extra>"),
+            row=k // cols + 1,
+            col=k % cols + 1,
+        )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.update_annotations(font_size=11)
@@ -77,7 +133,9 @@ def face_grid(images: np.ndarray, ev: Evaluation, index: np.ndarray, title: str,
 
 def prediction_grid(images: np.ndarray, ev: Evaluation, seed: int, n: int = 10) -> go.Figure:
     index = np.random.default_rng(seed).choice(len(images), min(n, len(images)), replace=False)
-    return face_grid(images, ev, np.sort(index), f"{len(index)} test faces: true and predicted labels")
+    return face_grid(
+        images, ev, np.sort(index), f"{len(index)} test faces: true and predicted labels"
+    )
 
 
 def confident_mistakes(images: np.ndarray, ev: Evaluation, n: int = 10) -> go.Figure:
@@ -86,7 +144,9 @@ def confident_mistakes(images: np.ndarray, ev: Evaluation, n: int = 10) -> go.Fi
     return face_grid(images, ev, order, f"The {len(order)} most confident mistakes")
 
 
-RENDER_TIMEOUT_S = 60  # a first PNG takes ~2 s (Chromium starting); a render never waits longer than this
+RENDER_TIMEOUT_S = (
+    60  # a first PNG takes ~2 s (Chromium starting); a render never waits longer than this
+)
 
 
 def find_browser() -> str | None:
@@ -138,9 +198,13 @@ def png_renderer():
         warnings.filterwarnings("ignore", message="The kopts argument is ignored")
         try:
             _bounded(lambda: kaleido.start_sync_server(silence_warnings=True), RENDER_TIMEOUT_S)
-            _bounded(lambda: go.Figure().to_image(format="png", width=10, height=10), RENDER_TIMEOUT_S)
+            _bounded(
+                lambda: go.Figure().to_image(format="png", width=10, height=10), RENDER_TIMEOUT_S
+            )
             available = True
-        except Exception as err:  # kaleido raises its own error types for a missing or broken browser
+        except (
+            Exception
+        ) as err:  # kaleido raises its own error types for a missing or broken browser
             available = False
             _png_note(f"the browser did not render: {type(err).__name__}; {PNG_HINT}")
         try:
@@ -166,18 +230,25 @@ def _page(title: str, body: str, plotly_js: str) -> str:
     """A page that loads plotly.js from `plotly_js` (a file beside it, so it works offline) and, where
     that file is not reachable (an HTML view that does not serve the folder), from plotly's CDN."""
     cdn = f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
-    loader = (f"<script src='{plotly_js}'></script>" if plotly_js != cdn else "") + \
-        f"<script>window.Plotly || document.write(\"<script src='{cdn}'><\\/script>\")</script>"
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{loader}"
-            f"<style>{STYLE}</style></head><body>{body}</body></html>")
+    loader = (
+        f"<script src='{plotly_js}'></script>" if plotly_js != cdn else ""
+    ) + f"<script>window.Plotly || document.write(\"<script src='{cdn}'><\\/script>\")</script>"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{loader}"
+        f"<style>{STYLE}</style></head><body>{body}</body></html>"
+    )
 
 
-STYLE = ("body{font-family:system-ui,sans-serif;margin:1.5em;color:#222} table{border-collapse:collapse;margin:.5em 0 1.5em}"
-         "td,th{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:left} th{color:#555;font-weight:600}"
-         ".warn{color:#b00020;font-weight:600}")
+STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222} table{border-collapse:collapse;margin:.5em 0 1.5em}"
+    "td,th{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:left} th{color:#555;font-weight:600}"
+    ".warn{color:#b00020;font-weight:600}"
+)
 
 
-def write_figures(figs: dict[str, go.Figure], out_dir: Path, png: bool = True, offline: bool = True) -> list[Path]:
+def write_figures(
+    figs: dict[str, go.Figure], out_dir: Path, png: bool = True, offline: bool = True
+) -> list[Path]:
     """name.html for every figure, plus name.png where a browser is available. `offline`: plotly.js
     written once beside them (4.8 MB) and used by every page; otherwise (sweep trials: many small
     runs) the pages load it from plotly's CDN and the PNGs are the offline view."""
@@ -185,14 +256,20 @@ def write_figures(figs: dict[str, go.Figure], out_dir: Path, png: bool = True, o
     written = [ensure_plotly_js(out_dir)] if offline else []
     source = PLOTLY_JS if offline else f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
     for name, fig in figs.items():
-        page = _page(fig.layout.title.text or name, fig.to_html(full_html=False, include_plotlyjs=False), source)
+        page = _page(
+            fig.layout.title.text or name,
+            fig.to_html(full_html=False, include_plotlyjs=False),
+            source,
+        )
         (out_dir / f"{name}.html").write_text(page)
         written.append(out_dir / f"{name}.html")
     if png:
         with png_renderer() as available:
             for name, fig in figs.items() if available else ():
                 try:
-                    _bounded(lambda f=fig, n=name: f.write_image(out_dir / f"{n}.png"), RENDER_TIMEOUT_S)
+                    _bounded(
+                        lambda f=fig, n=name: f.write_image(out_dir / f"{n}.png"), RENDER_TIMEOUT_S
+                    )
                 except Exception as err:  # noqa: BLE001 - one failed PNG must not lose the run
                     _png_note(f"{name}.png: {type(err).__name__}")
                     break

@@ -1,4 +1,5 @@
 """Writing files so that a crash never leaves a half-written one: write beside it, then rename."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,9 @@ def writable_dir(path: Path, what: str) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise WorkbenchError(f"{what} {path}: cannot write there ({err.strerror or err}); choose another folder") from None
+        raise WorkbenchError(
+            f"{what} {path}: cannot write there ({err.strerror or err}); choose another folder"
+        ) from None
     return path
 
 

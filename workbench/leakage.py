@@ -12,6 +12,7 @@ With a trained model's predictions, `accuracy_by_leak` splits the test accuracy 
 items and the clean ones (real faces whose nearest training item is unrelated): the gap between the
 two is how much the leak lifts the reported number.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,20 +27,26 @@ def _related(eval_origins: np.ndarray, train_origins: np.ndarray) -> np.ndarray:
     return ((e[..., 0:1] == t) | (e[..., 1:2] == t)).any(axis=-1)
 
 
-def nearest_related(eval_images: np.ndarray, eval_origins: np.ndarray, train_images: np.ndarray,
-                    train_origins: np.ndarray, train_synthetic: np.ndarray, chunk: int = 256) -> np.ndarray:
+def nearest_related(
+    eval_images: np.ndarray,
+    eval_origins: np.ndarray,
+    train_images: np.ndarray,
+    train_origins: np.ndarray,
+    train_synthetic: np.ndarray,
+    chunk: int = 256,
+) -> np.ndarray:
     """(E,) bool: the closest SMOTE-related training item is closer than any unrelated real training face."""
     train = train_images.reshape(len(train_images), -1).astype(np.float32)
     train_sq = np.einsum("ij,ij->i", train, train)
     out = np.zeros(len(eval_images), dtype=bool)
     for start in range(0, len(eval_images), chunk):
-        block = eval_images[start:start + chunk].reshape(-1, train.shape[1]).astype(np.float32)
+        block = eval_images[start : start + chunk].reshape(-1, train.shape[1]).astype(np.float32)
         # Squared distances: |e|^2 + |t|^2 - 2 e.t (float32 is plenty to rank pixel distances).
         d = np.einsum("ij,ij->i", block, block)[:, None] + train_sq[None, :] - 2.0 * block @ train.T
-        related = _related(eval_origins[start:start + chunk], train_origins)
+        related = _related(eval_origins[start : start + chunk], train_origins)
         d_related = np.where(related, d, np.inf).min(axis=1)
         d_unrelated_real = np.where(~related & ~train_synthetic[None, :], d, np.inf).min(axis=1)
-        out[start:start + chunk] = d_related < d_unrelated_real
+        out[start : start + chunk] = d_related < d_unrelated_real
     return out
 
 
@@ -53,24 +60,42 @@ def leaked_items(prepared: Prepared) -> dict[str, dict[str, np.ndarray]]:
         part = getattr(prepared, name)
         if len(part) == 0:
             continue
-        masks[name] = {"synthetic": prepared.synthetic[name],
-                       "nearest_related": nearest_related(part.images, origins[name], train.images, origins["train"],
-                                                          prepared.synthetic["train"])}
+        masks[name] = {
+            "synthetic": prepared.synthetic[name],
+            "nearest_related": nearest_related(
+                part.images,
+                origins[name],
+                train.images,
+                origins["train"],
+                prepared.synthetic["train"],
+            ),
+        }
     return masks
 
 
 def fractions(masks: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
-    return {f"leak_{name}_{kind}_fraction": float(mask.mean()) for name, kinds in masks.items()
-            for kind, mask in kinds.items()}
+    return {
+        f"leak_{name}_{kind}_fraction": float(mask.mean())
+        for name, kinds in masks.items()
+        for kind, mask in kinds.items()
+    }
 
 
 def measure(prepared: Prepared) -> dict[str, float]:
     return fractions(leaked_items(prepared))
 
 
-def accuracy_by_leak(y_true: np.ndarray, y_pred: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, float]:
+def accuracy_by_leak(
+    y_true: np.ndarray, y_pred: np.ndarray, masks: dict[str, np.ndarray]
+) -> dict[str, float]:
     """Test accuracy on the synthetic items and on the clean ones (real, nearest training item unrelated).
     A group with no items is left out rather than reported as 0."""
-    groups = {"synthetic": masks["synthetic"], "clean": ~masks["synthetic"] & ~masks["nearest_related"]}
-    return {f"leak_test_accuracy_{group}": float(accuracy_score(y_true[mask], y_pred[mask]))
-            for group, mask in groups.items() if mask.any()}
+    groups = {
+        "synthetic": masks["synthetic"],
+        "clean": ~masks["synthetic"] & ~masks["nearest_related"],
+    }
+    return {
+        f"leak_test_accuracy_{group}": float(accuracy_score(y_true[mask], y_pred[mask]))
+        for group, mask in groups.items()
+        if mask.any()
+    }

@@ -1,12 +1,18 @@
 """Test-set metrics from scikit-learn: accuracy, macro/weighted F1, balanced accuracy, per-class F1."""
+
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, classification_report, confusion_matrix,
-                             f1_score)
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+)
 
 from workbench import CLASS_NAMES
 
@@ -37,8 +43,12 @@ def _evaluate(y_true: np.ndarray, probs: np.ndarray, prefix: str) -> Evaluation:
     per_class = f1_score(y_true, y_pred, labels=LABELS, average=None, zero_division=0)
     metrics = {
         f"{prefix}accuracy": accuracy_score(y_true, y_pred),
-        f"{prefix}macro_f1": f1_score(y_true, y_pred, labels=LABELS, average="macro", zero_division=0),
-        f"{prefix}weighted_f1": f1_score(y_true, y_pred, labels=LABELS, average="weighted", zero_division=0),
+        f"{prefix}macro_f1": f1_score(
+            y_true, y_pred, labels=LABELS, average="macro", zero_division=0
+        ),
+        f"{prefix}weighted_f1": f1_score(
+            y_true, y_pred, labels=LABELS, average="weighted", zero_division=0
+        ),
         f"{prefix}balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
     } | {f"{prefix}f1_{name}": f for name, f in zip(CLASS_NAMES, per_class)}
     cm = confusion_matrix(y_true, y_pred, labels=LABELS)
@@ -59,7 +69,10 @@ def _evaluate(y_true: np.ndarray, probs: np.ndarray, prefix: str) -> Evaluation:
 def chance_levels(y_true: np.ndarray) -> dict[str, float]:
     """The accuracy of guessing: uniformly at random (1/7), and always the split's most common class."""
     counts = np.bincount(y_true, minlength=len(CLASS_NAMES))
-    return {"chance_uniform": 1.0 / len(CLASS_NAMES), "chance_majority": float(counts.max() / max(1, counts.sum()))}
+    return {
+        "chance_uniform": 1.0 / len(CLASS_NAMES),
+        "chance_majority": float(counts.max() / max(1, counts.sum())),
+    }
 
 
 # A score this close to guessing is not evidence of learning (a 350-face split's accuracy moves by
@@ -74,7 +87,10 @@ class ChanceVerdict:
     zero_f1: list[str]  # classes never predicted right
 
     def tags(self) -> dict[str, str]:
-        return {"beats_chance": "yes" if self.beats else "no", "zero_f1_classes": ",".join(self.zero_f1) or "none"}
+        return {
+            "beats_chance": "yes" if self.beats else "no",
+            "zero_f1_classes": ",".join(self.zero_f1) or "none",
+        }
 
 
 def chance_verdict(metrics: dict[str, float], split: str = "test") -> ChanceVerdict:

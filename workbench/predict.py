@@ -8,6 +8,7 @@ Writes an annotated copy of each image, an annotated video plus a per-frame CSV 
 predictions.csv / predictions.json for every face found. A bad file is reported on one line and the
 others are still processed; the exit status is 1 if any file had a problem, 2 for a bad model or usage.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,15 +47,39 @@ class FacePrediction:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m workbench.predict", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="MLflow model URI: runs:/<run_id>/model, models:/<name>/<version|alias|latest>")
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="images, folders of images, videos")
-    parser.add_argument("--out", default="predictions", help="output folder (default ./predictions)")
+    parser = argparse.ArgumentParser(
+        prog="python -m workbench.predict", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="MLflow model URI: runs:/<run_id>/model, models:/<name>/<version|alias|latest>",
+    )
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="images, folders of images, videos"
+    )
+    parser.add_argument(
+        "--out", default="predictions", help="output folder (default ./predictions)"
+    )
     add_verbose_argument(parser)
-    parser.add_argument("--min-face", type=positive_int, default=32, help="smallest face side in pixels (default 32)")
-    parser.add_argument("--every", type=positive_int, default=1, help="videos: classify every N-th frame (default 1)")
-    parser.add_argument("--threshold", type=float, default=0.0,
-                        help=f"below this top probability a face is labelled '{UNCERTAIN}' (default 0: always a label)")
+    parser.add_argument(
+        "--min-face",
+        type=positive_int,
+        default=32,
+        help="smallest face side in pixels (default 32)",
+    )
+    parser.add_argument(
+        "--every",
+        type=positive_int,
+        default=1,
+        help="videos: classify every N-th frame (default 1)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.0,
+        help=f"below this top probability a face is labelled '{UNCERTAIN}' (default 0: always a label)",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=64)
     args = parser.parse_args(argv)
     if args.every < 1 or args.min_face < 1 or not 0 <= args.threshold <= 1:
@@ -96,21 +121,35 @@ class Predictor:
 
         if not boxes:
             return []
-        crops = np.stack([resize_face(rgb[b.top:b.bottom, b.left:b.right], self.size, self.channels)
-                          for b in boxes]).astype(np.float32)
-        probs = np.concatenate([np.asarray(self.model(crops[i:i + self.batch_size], training=False))
-                                for i in range(0, len(crops), self.batch_size)])
+        crops = np.stack(
+            [
+                resize_face(rgb[b.top : b.bottom, b.left : b.right], self.size, self.channels)
+                for b in boxes
+            ]
+        ).astype(np.float32)
+        probs = np.concatenate(
+            [
+                np.asarray(self.model(crops[i : i + self.batch_size], training=False))
+                for i in range(0, len(crops), self.batch_size)
+            ]
+        )
         out = []
         for p in probs:
             k = int(p.argmax())
             label = self.classes[k] if p[k] >= self.threshold else UNCERTAIN
-            out.append((label, round(float(p[k]), 6), {c: float(v) for c, v in zip(self.classes, p)}))
+            out.append(
+                (label, round(float(p[k]), 6), {c: float(v) for c, v in zip(self.classes, p)})
+            )
         return out
 
     def faces(self, rgb, file: str, frame=None, time_s=None) -> list[FacePrediction]:
         boxes = self.detector.detect(rgb)
-        return [FacePrediction(file, frame, time_s, i, b.left, b.top, b.right, b.bottom, label, p, probs)
-                for i, (b, (label, p, probs)) in enumerate(zip(boxes, self.classify(rgb, boxes)))]
+        return [
+            FacePrediction(
+                file, frame, time_s, i, b.left, b.top, b.right, b.bottom, label, p, probs
+            )
+            for i, (b, (label, p, probs)) in enumerate(zip(boxes, self.classify(rgb, boxes)))
+        ]
 
 
 def annotate(bgr, predictions: list[FacePrediction]):
@@ -125,7 +164,16 @@ def annotate(bgr, predictions: list[FacePrediction]):
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         y = f.top - 4 if f.top - th - 8 > 0 else f.bottom + th + 4
         cv2.rectangle(bgr, (f.left, y - th - 4), (f.left + tw + 4, y + 4), colour, -1)
-        cv2.putText(bgr, text, (f.left + 2, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness, cv2.LINE_AA)
+        cv2.putText(
+            bgr,
+            text,
+            (f.left + 2, y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (0, 0, 0),
+            thickness,
+            cv2.LINE_AA,
+        )
     return bgr
 
 
@@ -134,7 +182,9 @@ def expand(paths: list[str]) -> list[tuple[Path, Path]]:
     files = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXT | VIDEO_EXT)
+            found = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXT | VIDEO_EXT
+            )
             files += [(f, Path(p.name) / f.relative_to(p)) for f in found]
         else:
             files.append((p, Path(p.name)))
@@ -165,7 +215,9 @@ class RowStream:
             self.writer.writerows(rows)
             self.file.flush()
         except OSError as err:
-            raise WorkbenchError(f"cannot add its rows to {self.path.name} ({err.strerror or err})") from None
+            raise WorkbenchError(
+                f"cannot add its rows to {self.path.name} ({err.strerror or err})"
+            ) from None
 
     def close(self) -> None:
         self.file.close()
@@ -196,7 +248,9 @@ def output_names(files: list[tuple[Path, Path]]) -> list[Path]:
     return [rel if stem in shared else stem for (_, rel), stem in zip(files, stems)]
 
 
-def process_image(predictor: Predictor, path: Path, out: Path, rows: RowStream) -> list[FacePrediction]:
+def process_image(
+    predictor: Predictor, path: Path, out: Path, rows: RowStream
+) -> list[FacePrediction]:
     import cv2
 
     from workbench.data.decode import read_rgb
@@ -206,14 +260,17 @@ def process_image(predictor: Predictor, path: Path, out: Path, rows: RowStream) 
         raise WorkbenchError("unreadable or corrupt image")
     found = predictor.faces(rgb, str(path))
     if not found:
-        raise WorkbenchError(f"no face found (try a smaller --min-face than {predictor.detector.min_face})")
+        raise WorkbenchError(
+            f"no face found (try a smaller --min-face than {predictor.detector.min_face})"
+        )
     rows.add([f.row() for f in found])
     write_image(out, annotate(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), found))
     return found
 
 
-def process_video(predictor: Predictor, path: Path, out_video: Path, out_csv: Path, every: int,
-                  fields: list[str]) -> list[FacePrediction]:
+def process_video(
+    predictor: Predictor, path: Path, out_video: Path, out_csv: Path, every: int, fields: list[str]
+) -> list[FacePrediction]:
     import cv2
     from tqdm import tqdm
 
@@ -228,15 +285,25 @@ def process_video(predictor: Predictor, path: Path, out_video: Path, out_csv: Pa
     found: list[FacePrediction] = []
     last: list[FacePrediction] = []
     frame = 0
-    with atomic_path(out_video) as tmp_video, tqdm(total=total, desc=path.name, unit="frame", leave=False) as bar:
+    with (
+        atomic_path(out_video) as tmp_video,
+        tqdm(total=total, desc=path.name, unit="frame", leave=False) as bar,
+    ):
         while True:
             ok, bgr = cap.read()
             if not ok:
                 break
             if writer is None:
-                writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (bgr.shape[1], bgr.shape[0]))
+                writer = cv2.VideoWriter(
+                    str(tmp_video),
+                    cv2.VideoWriter_fourcc(*"mp4v"),
+                    fps,
+                    (bgr.shape[1], bgr.shape[0]),
+                )
             if frame % every == 0:
-                last = predictor.faces(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), str(path), frame, round(frame / fps, 3))
+                last = predictor.faces(
+                    cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), str(path), frame, round(frame / fps, 3)
+                )
                 found += last
             writer.write(annotate(bgr, last))  # frames in between keep the last boxes
             frame += 1
@@ -247,14 +314,18 @@ def process_video(predictor: Predictor, path: Path, out_video: Path, out_csv: Pa
         writer.release()
     write_rows(out_csv, [f.row() for f in found], fields)
     if not found:
-        raise WorkbenchError(f"no face found in {frame} frames (annotated video and empty CSV written)")
+        raise WorkbenchError(
+            f"no face found in {frame} frames (annotated video and empty CSV written)"
+        )
     return found
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_tensorflow(args.verbose)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar: ours, over the files
+    os.environ.setdefault(
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
+    )  # one bar: ours, over the files
     with user_errors():
         from tqdm import tqdm
 
@@ -277,32 +348,51 @@ def main(argv: list[str] | None = None) -> int:
                 if suffix in IMAGE_EXT:
                     results += process_image(predictor, path, out / f"{name}.annotated.jpg", rows)
                 elif suffix in VIDEO_EXT:
-                    found = process_video(predictor, path, out / f"{name}.annotated.mp4", out / f"{name}.frames.csv",
-                                          args.every, fields)
+                    found = process_video(
+                        predictor,
+                        path,
+                        out / f"{name}.annotated.mp4",
+                        out / f"{name}.frames.csv",
+                        args.every,
+                        fields,
+                    )
                     rows.add([f.row() for f in found])
                     results += found
                 else:
-                    raise WorkbenchError(f"unsupported format '{suffix or path.name}': expected an image "
-                                         f"({', '.join(sorted(IMAGE_EXT))}) or a video ({', '.join(sorted(VIDEO_EXT))})")
+                    raise WorkbenchError(
+                        f"unsupported format '{suffix or path.name}': expected an image "
+                        f"({', '.join(sorted(IMAGE_EXT))}) or a video ({', '.join(sorted(VIDEO_EXT))})"
+                    )
             except WorkbenchError as err:
                 problems.append((str(path), str(err)))
                 tqdm.write(f"error: {path}: {err}", file=sys.stderr)
         try:
             rows.close()
         except OSError as err:
-            raise WorkbenchError(f"--out {out}: cannot finish predictions.csv ({err.strerror or err})") from None
-        summary = {"model": args.model, "files": len(files), "faces": len(results),
-                   "problems": [{"file": f, "error": e} for f, e in problems], "faces_found": [f.row() for f in results]}
+            raise WorkbenchError(
+                f"--out {out}: cannot finish predictions.csv ({err.strerror or err})"
+            ) from None
+        summary = {
+            "model": args.model,
+            "files": len(files),
+            "faces": len(results),
+            "problems": [{"file": f, "error": e} for f, e in problems],
+            "faces_found": [f.row() for f in results],
+        }
         try:
             write_json_atomic(out / "predictions.json", summary)
         except OSError as err:
-            raise WorkbenchError(f"--out {out}: cannot write predictions.json ({err.strerror or err}); "
-                                 "predictions.csv is complete") from None
+            raise WorkbenchError(
+                f"--out {out}: cannot write predictions.json ({err.strerror or err}); "
+                "predictions.csv is complete"
+            ) from None
         counts = {}
         for f in results:
             counts[f.label] = counts.get(f.label, 0) + 1
-        print(f"{len(files)} files, {len(results)} faces ({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'}), "
-              f"{len(problems)} with problems; results in {out}/ (predictions.csv, predictions.json)")
+        print(
+            f"{len(files)} files, {len(results)} faces ({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'}), "
+            f"{len(problems)} with problems; results in {out}/ (predictions.csv, predictions.json)"
+        )
         return 1 if problems else 0
 
 

@@ -1,5 +1,6 @@
 """Whether a process still runs: how leftovers of killed processes (cache temps, checkpoints, study
 runs) are told from those of live ones on the same machine."""
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ keep their natural class distribution.
 original (`original-smote-before-split`): SMOTE on every face, then a random 70/15/15 split, so
 synthetic neighbours of training faces land in validation and test (leakage).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,27 +36,44 @@ class Prepared:
 def prepare(faces: Faces, cfg: ExperimentConfig) -> Prepared:
     smote = cfg.balance.smote
     if cfg.protocol == ORIGINAL_PROTOCOL:
-        pool = balance.smote(faces, cfg.balance.smote_k, cfg.seed) if smote else balance.unchanged(faces)
+        pool = (
+            balance.smote(faces, cfg.balance.smote_k, cfg.seed)
+            if smote
+            else balance.unchanged(faces)
+        )
         origins = _origins(pool, np.arange(len(faces)))
         split = original_split(len(pool.faces), cfg.seed)
         parts = {name: pool.faces.subset(split[name]) for name in SPLITS}
         synthetic = {name: pool.synthetic[split[name]] for name in SPLITS}
-        return Prepared(**parts, synthetic=synthetic, split_method="random 70/15/15 after resampling",
-                        origins={name: origins[split[name]] for name in SPLITS})
+        return Prepared(
+            **parts,
+            synthetic=synthetic,
+            split_method="random 70/15/15 after resampling",
+            origins={name: origins[split[name]] for name in SPLITS},
+        )
 
     split = honest_split(faces, cfg.split, cfg.seed)
     official = cfg.split.use_official and faces.has_official_split
     train = faces.subset(split["train"])
-    resampled = balance.smote(train, cfg.balance.smote_k, cfg.seed) if smote else balance.unchanged(train)
+    resampled = (
+        balance.smote(train, cfg.balance.smote_k, cfg.seed) if smote else balance.unchanged(train)
+    )
     val, test = faces.subset(split["val"]), faces.subset(split["test"])
     return Prepared(
         train=resampled.faces,
         val=val,
         test=test,
-        synthetic={"train": resampled.synthetic, "val": np.zeros(len(val), bool), "test": np.zeros(len(test), bool)},
+        synthetic={
+            "train": resampled.synthetic,
+            "val": np.zeros(len(val), bool),
+            "test": np.zeros(len(test), bool),
+        },
         split_method="dataset's own split" if official else "stratified, grouped by source image",
-        origins={"train": _origins(resampled, split["train"]),
-                 "val": np.repeat(split["val"][:, None], 2, axis=1), "test": np.repeat(split["test"][:, None], 2, axis=1)},
+        origins={
+            "train": _origins(resampled, split["train"]),
+            "val": np.repeat(split["val"][:, None], 2, axis=1),
+            "test": np.repeat(split["test"][:, None], 2, axis=1),
+        },
     )
 
 
@@ -63,4 +81,8 @@ def _origins(balanced: balance.Balanced, index: np.ndarray) -> np.ndarray:
     """Balanced faces -> (N, 2) indices into the loaded faces (`index` maps the balanced input to them)."""
     n_real = int((~balanced.synthetic).sum())
     real = np.repeat(index[:n_real, None], 2, axis=1)
-    return np.concatenate([real, index[balanced.parents[n_real:]]]) if n_real < len(balanced.synthetic) else real
+    return (
+        np.concatenate([real, index[balanced.parents[n_real:]]])
+        if n_real < len(balanced.synthetic)
+        else real
+    )

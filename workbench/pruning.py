@@ -1,4 +1,5 @@
 """The bridge from Keras training to an Optuna trial: report every epoch, stop when pruned."""
+
 from __future__ import annotations
 
 import keras

@@ -2,6 +2,7 @@
 
 Everything here takes plain values (the config's train.* keys), so a sweep can vary any of them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,18 +41,26 @@ def dtype_policy(policy: str):
         keras.config.set_dtype_policy(previous)
 
 
-def learning_rate(schedule: str, peak: float, steps_per_epoch: int, epochs: int, warmup_epochs: float):
+def learning_rate(
+    schedule: str, peak: float, steps_per_epoch: int, epochs: int, warmup_epochs: float
+):
     """A float for constant/plateau (plateau's callback lowers it), a schedule object for cosine."""
     if schedule != "cosine":
         return peak
     total = max(1, steps_per_epoch * epochs)
     warmup = min(int(round(warmup_epochs * steps_per_epoch)), total - 1)
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else peak, decay_steps=total - warmup, alpha=0.0,
-        warmup_target=peak if warmup else None, warmup_steps=warmup)
+        initial_learning_rate=0.0 if warmup else peak,
+        decay_steps=total - warmup,
+        alpha=0.0,
+        warmup_target=peak if warmup else None,
+        warmup_steps=warmup,
+    )
 
 
-def make_optimizer(name: str, lr, weight_decay: float, momentum: float) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    name: str, lr, weight_decay: float, momentum: float
+) -> keras.optimizers.Optimizer:
     wd = weight_decay or None
     if name == "adam":
         return keras.optimizers.Adam(learning_rate=lr, weight_decay=wd)
@@ -60,8 +69,12 @@ def make_optimizer(name: str, lr, weight_decay: float, momentum: float) -> keras
     return keras.optimizers.SGD(learning_rate=lr, momentum=momentum, nesterov=True, weight_decay=wd)
 
 
-def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer, label_smoothing: float) -> keras.Model:
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-                  metrics=["accuracy"])
+def compile_model(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, label_smoothing: float
+) -> keras.Model:
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+        metrics=["accuracy"],
+    )
     return model

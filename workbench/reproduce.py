@@ -6,6 +6,7 @@ Both protocols train the same model with the same budget on the same faces, as t
 under one parent run that holds the comparison report. Exits 1 when the original protocol's test
 accuracy is below the target (0.645), 0 when it reaches it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,14 +23,26 @@ EXPW_HOME = "http://mmlab.ie.cuhk.edu.hk/projects/socialrelation/index.html"
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m workbench.reproduce", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m workbench.reproduce", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--data", choices=["expw", "fer2013"], default="expw")
-    parser.add_argument("--path", default=None,
-                        help="ExpW: folder with label.lst (+ origin/ images or faces96/ crops) or the label.lst; "
-                             "FER-2013: the CSV (default ../shared/data/fer2013/fer2013.csv.gz)")
-    parser.add_argument("--epochs", type=positive_int, default=None, help="fewer epochs for a quick pass (the protocol: 50)")
+    parser.add_argument(
+        "--path",
+        default=None,
+        help="ExpW: folder with label.lst (+ origin/ images or faces96/ crops) or the label.lst; "
+        "FER-2013: the CSV (default ../shared/data/fer2013/fer2013.csv.gz)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="fewer epochs for a quick pass (the protocol: 50)",
+    )
     parser.add_argument("--target", type=float, default=TARGET)
-    parser.add_argument("--report-dir", default="reports", help="where the markdown/HTML comparison is written")
+    parser.add_argument(
+        "--report-dir", default="reports", help="where the markdown/HTML comparison is written"
+    )
     add_config_arguments(parser)
     return parser.parse_args(argv)
 
@@ -43,24 +56,34 @@ def data_overrides(args) -> tuple[list[str], list[str]]:
     if args.data == "fer2013":
         path = Path(args.path) if args.path else SHARED_FER
         if not path.is_file():
-            raise WorkbenchError(f"FER=...: {path} not found; pass the FER-2013 CSV (emotion,pixels,Usage), "
-                                 "e.g. make reproduce-65 DATA=fer2013 FER=/data/fer2013.csv")
+            raise WorkbenchError(
+                f"FER=...: {path} not found; pass the FER-2013 CSV (emotion,pixels,Usage), "
+                "e.g. make reproduce-65 DATA=fer2013 FER=/data/fer2013.csv"
+            )
         # FER-2013 has no confidence; its own Usage split is ignored by the original protocol (random 70/15/15).
         return [f"data.path={path}", "data.format=fer2013", "data.min_confidence=0"], notes
     if args.path is None:
-        notes.append(f"no full ExpW given (make reproduce-65 EXPW=/path/to/ExpW): using the {SAMPLE_EXPW.parent.name} "
-                     f"sample bundled with the workbench ({SAMPLE_EXPW}), far too small to reach the target. "
-                     f"ExpW (label.lst + 91,793 faces in origin images) is distributed by its authors: {EXPW_HOME}")
+        notes.append(
+            f"no full ExpW given (make reproduce-65 EXPW=/path/to/ExpW): using the {SAMPLE_EXPW.parent.name} "
+            f"sample bundled with the workbench ({SAMPLE_EXPW}), far too small to reach the target. "
+            f"ExpW (label.lst + 91,793 faces in origin images) is distributed by its authors: {EXPW_HOME}"
+        )
         return [f"data.path={SAMPLE_EXPW}", "data.min_confidence=0"], notes
     path = Path(args.path)
     if not path.exists():
-        raise WorkbenchError(f"EXPW={path}: no such file or folder (a folder with label.lst and the origin/ images)")
+        raise WorkbenchError(
+            f"EXPW={path}: no such file or folder (a folder with label.lst and the origin/ images)"
+        )
     folder = path if path.is_dir() else path.parent
     sets = [f"data.path={path}"]
-    if (folder / "faces96").is_dir() and not any((folder / d).is_dir() for d in ("origin", "image", "images", "Images")):
+    if (folder / "faces96").is_dir() and not any(
+        (folder / d).is_dir() for d in ("origin", "image", "images", "Images")
+    ):
         sets.append(f"data.crops_dir={folder / 'faces96'}")
-        notes.append(f"{folder}: no original images, using the face crops in {folder / 'faces96'} "
-                     "(cut by the same label.lst boxes)")
+        notes.append(
+            f"{folder}: no original images, using the face crops in {folder / 'faces96'} "
+            "(cut by the same label.lst boxes)"
+        )
     return sets, notes
 
 

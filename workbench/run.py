@@ -1,4 +1,5 @@
 """`python -m workbench.run baseline [--set key=value ...]`: train, evaluate and log one experiment."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,49 +10,83 @@ from workbench.metrics import chance_verdict
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workbench.run", description=__doc__)
-    parser.add_argument("experiment", nargs="?", default="baseline",
-                        help="a name in experiments/ (e.g. baseline) or a path to a YAML file")
+    parser.add_argument(
+        "experiment",
+        nargs="?",
+        default="baseline",
+        help="a name in experiments/ (e.g. baseline) or a path to a YAML file",
+    )
     add_config_arguments(parser)
-    parser.add_argument("--resume", metavar="RUN_ID", default=None,
-                        help="continue this unfinished run (its own config.yaml; the same command resumes "
-                             "its last unfinished run by itself)")
-    parser.add_argument("--register", metavar="NAME", default=None,
-                        help="put the trained model into the MLflow model registry as NAME (models:/NAME/latest)")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        default=None,
+        help="continue this unfinished run (its own config.yaml; the same command resumes "
+        "its last unfinished run by itself)",
+    )
+    parser.add_argument(
+        "--register",
+        metavar="NAME",
+        default=None,
+        help="put the trained model into the MLflow model registry as NAME (models:/NAME/latest)",
+    )
     args = parser.parse_args(argv)
     quiet_tensorflow(args.verbose)
     with user_errors():
         from workbench.config import load_config
 
-        cfg = resumed_config(args.resume) if args.resume else load_config(args.experiment, args.overrides)
-        from workbench.experiment import run_experiment  # TensorFlow loads only once the config is valid
+        cfg = (
+            resumed_config(args.resume)
+            if args.resume
+            else load_config(args.experiment, args.overrides)
+        )
+        from workbench.experiment import (
+            run_experiment,  # TensorFlow loads only once the config is valid
+        )
 
         if args.register and not cfg.tracking.log_model:
             from workbench.errors import WorkbenchError
-            raise WorkbenchError("--register needs the model logged; drop --set tracking.log_model=false")
+
+            raise WorkbenchError(
+                "--register needs the model logged; drop --set tracking.log_model=false"
+            )
         result = run_experiment(cfg, resume_run_id=args.resume)
         if result.resumed_from:
             print(f"resumed run {result.run_id} after epoch {result.resumed_from}")
         m = result.metrics
         print()
         print(f"experiment {cfg.name} ({cfg.protocol}) on {result.lineage['path']}")
-        print(f"  test accuracy      {m['test_accuracy']:.4f}   (chance: {m['test_chance_uniform']:.3f} uniform, "
-              f"{m['test_chance_majority']:.3f} always the commonest class)")
+        print(
+            f"  test accuracy      {m['test_accuracy']:.4f}   (chance: {m['test_chance_uniform']:.3f} uniform, "
+            f"{m['test_chance_majority']:.3f} always the commonest class)"
+        )
         print(f"  test macro-F1      {m['test_macro_f1']:.4f}")
         print(f"  balanced accuracy  {m['test_balanced_accuracy']:.4f}")
-        print(f"  epochs run         {int(m['epochs_run'])} (best validation epoch {int(m['best_epoch']) + 1})")
+        print(
+            f"  epochs run         {int(m['epochs_run'])} (best validation epoch {int(m['best_epoch']) + 1})"
+        )
         if "train_seconds" in m:
-            print(f"  training time      {m['train_seconds'] / 60:.1f} min ({m['train_images_per_second']:.0f} images/s)")
+            print(
+                f"  training time      {m['train_seconds'] / 60:.1f} min ({m['train_images_per_second']:.0f} images/s)"
+            )
         verdict = chance_verdict(m)
         if not verdict.beats:
-            print(f"  warning: the model does not beat chance ({verdict.chance:.3f}): train longer or check the data")
+            print(
+                f"  warning: the model does not beat chance ({verdict.chance:.3f}): train longer or check the data"
+            )
         if verdict.zero_f1:
             print(f"  warning: F1 is 0 for {', '.join(verdict.zero_f1)} (never predicted right)")
         from workbench.tracking import display_uri, register_model, ui_command
-        print(f"  MLflow run         {result.run_id} (experiment {cfg.experiment_name}, store {display_uri(result.tracking_uri)})")
+
+        print(
+            f"  MLflow run         {result.run_id} (experiment {cfg.experiment_name}, store {display_uri(result.tracking_uri)})"
+        )
 
         if args.register:
             version = register_model(result.model_uri, args.register, result.run_id)
-            print(f"  registered model   models:/{args.register}/{version} (also models:/{args.register}/latest)")
+            print(
+                f"  registered model   models:/{args.register}/{version} (also models:/{args.register}/latest)"
+            )
         print(f"  see it in the UI:  {ui_command(result.tracking_uri)}")
     return 0
 
@@ -69,8 +104,10 @@ def resumed_config(run_id: str):
     try:
         text = mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
     except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing run or artifact
-        raise WorkbenchError(f"--resume {run_id}: no such run with a config.yaml in {display_uri(tracking_uri())} "
-                             f"({type(err).__name__})") from None
+        raise WorkbenchError(
+            f"--resume {run_id}: no such run with a config.yaml in {display_uri(tracking_uri())} "
+            f"({type(err).__name__})"
+        ) from None
     return config_from_dict(yaml.safe_load(text), f"run {run_id} config.yaml")
 
 

@@ -1,5 +1,6 @@
 """A sweep's specification (experiments/sweep.yaml): base experiment, objective, sampler, pruner,
 heartbeat, fixed overrides and the search space, validated with one-line errors."""
+
 from __future__ import annotations
 
 import copy
@@ -11,13 +12,23 @@ from typing import Any, Literal
 import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from workbench.config import (find_yaml, ExperimentConfig, config_from_dict, flatten, read_yaml_mapping,
-                              set_dotted)
+from workbench.config import (
+    ExperimentConfig,
+    config_from_dict,
+    find_yaml,
+    flatten,
+    read_yaml_mapping,
+    set_dotted,
+)
 from workbench.errors import WorkbenchError
 
 # Per-epoch validation metrics a trial reports (train.ValidationScores and Keras' own).
-OBJECTIVE_METRICS = {"val_macro_f1": "maximize", "val_balanced_accuracy": "maximize", "val_accuracy": "maximize",
-                     "val_loss": "minimize"}
+OBJECTIVE_METRICS = {
+    "val_macro_f1": "maximize",
+    "val_balanced_accuracy": "maximize",
+    "val_accuracy": "maximize",
+    "val_loss": "minimize",
+}
 
 
 class _Strict(BaseModel):
@@ -26,6 +37,7 @@ class _Strict(BaseModel):
 
 class Param(_Strict):
     """A float/int range (low, high, optional log or step) or a list of choices."""
+
     # int | float keeps `low: 1` an int (an integer range) and `low: 0.0` a float.
     low: int | float | None = None
     high: int | float | None = None
@@ -34,7 +46,7 @@ class Param(_Strict):
     choices: list[Any] | None = None
 
     @model_validator(mode="after")
-    def _range_or_choices(self) -> "Param":
+    def _range_or_choices(self) -> Param:
         if self.choices is not None:
             if self.low is not None or self.high is not None:
                 raise ValueError("give either choices or low/high, not both")
@@ -50,7 +62,9 @@ class Param(_Strict):
 
 
 class Objective(_Strict):
-    metric: Literal["val_macro_f1", "val_balanced_accuracy", "val_accuracy", "val_loss"] = "val_macro_f1"
+    metric: Literal["val_macro_f1", "val_balanced_accuracy", "val_accuracy", "val_loss"] = (
+        "val_macro_f1"
+    )
 
     @property
     def direction(self) -> str:
@@ -72,7 +86,9 @@ class Pruner(_Strict):
 
 class Heartbeat(_Strict):
     interval: int = Field(20, ge=1, description="seconds between a running trial's heartbeats")
-    grace_period: int = Field(60, ge=2, description="a trial silent this long is failed (its worker died)")
+    grace_period: int = Field(
+        60, ge=2, description="a trial silent this long is failed (its worker died)"
+    )
     max_retry: int = Field(1, ge=0, description="a failed-by-heartbeat trial is re-run this often")
 
 
@@ -82,7 +98,9 @@ class SweepSpec(_Strict):
     sampler: Sampler = Field(default_factory=Sampler)
     pruner: Pruner = Field(default_factory=Pruner)
     heartbeat: Heartbeat = Field(default_factory=Heartbeat)
-    fixed: dict[str, Any] = Field(default_factory=dict, description="config overrides for every trial")
+    fixed: dict[str, Any] = Field(
+        default_factory=dict, description="config overrides for every trial"
+    )
     params: dict[str, Param] = Field(min_length=1)
 
 
@@ -95,8 +113,12 @@ def load_spec(name_or_path: str) -> tuple[SweepSpec, Path]:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         if first["type"] == "extra_forbidden":
-            raise WorkbenchError(f"{path}: unknown key '{field}' (see experiments/sweep.yaml)") from None
-        raise WorkbenchError(f"{path}: {field}: {first['msg'].removeprefix('Value error, ')}") from None
+            raise WorkbenchError(
+                f"{path}: unknown key '{field}' (see experiments/sweep.yaml)"
+            ) from None
+        raise WorkbenchError(
+            f"{path}: {field}: {first['msg'].removeprefix('Value error, ')}"
+        ) from None
 
 
 def check_space(spec: SweepSpec, base_tree: dict[str, Any], source: Path) -> None:
@@ -104,8 +126,10 @@ def check_space(spec: SweepSpec, base_tree: dict[str, Any], source: Path) -> Non
     known = set(flatten(ExperimentConfig().model_dump()))
     for key, param in spec.params.items():
         if key not in known:
-            raise WorkbenchError(f"{source}: params.{key}: not a config key (e.g. train.learning_rate, "
-                                 f"model.conv_dropout, augment.strength, balance.smote)")
+            raise WorkbenchError(
+                f"{source}: params.{key}: not a config key (e.g. train.learning_rate, "
+                f"model.conv_dropout, augment.strength, balance.smote)"
+            )
         values = param.choices if param.choices is not None else [param.low, param.high]
         for value in values:
             tree = set_dotted(copy.deepcopy(base_tree), key, _typed(param, value))
@@ -130,7 +154,9 @@ def suggest(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:
         if p.choices is not None:
             values[key] = trial.suggest_categorical(key, p.choices)
         elif _is_int(p):
-            values[key] = trial.suggest_int(key, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+            values[key] = trial.suggest_int(
+                key, int(p.low), int(p.high), step=int(p.step or 1), log=p.log
+            )
         else:
             values[key] = trial.suggest_float(key, p.low, p.high, step=p.step, log=p.log)
     return values
@@ -146,4 +172,6 @@ def trial_config(base_tree: dict[str, Any], values: dict[str, Any]) -> Experimen
 def fingerprint(spec: SweepSpec, base_tree: dict[str, Any]) -> str:
     """What a study was created with: resuming it with a different space or base config is refused."""
     payload = {"spec": spec.model_dump(mode="json", exclude={"heartbeat"}), "base": base_tree}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]

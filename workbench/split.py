@@ -4,6 +4,7 @@ The honest split uses the dataset's own split where it has one (FER-2013 Usage, 
 else a stratified split grouped by source image, so no photo contributes faces to two splits.
 `original_split` is the original project's plain 70/15/15 random split, used only by its protocol.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -18,11 +19,15 @@ from workbench.errors import WorkbenchError
 Split = dict[str, np.ndarray]  # "train"/"val"/"test" -> indices into the faces
 
 
-def grouped_holdout(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def grouped_holdout(
+    labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(rest, held): about `fraction` of the faces held out, stratified by label, whole groups only."""
     n_splits = max(2, round(1 / fraction))
     if len(np.unique(groups)) < n_splits:
-        raise WorkbenchError(f"only {len(np.unique(groups))} source images: too few for a {fraction:.0%} grouped split")
+        raise WorkbenchError(
+            f"only {len(np.unique(groups))} source images: too few for a {fraction:.0%} grouped split"
+        )
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         # Small classes (fewer members than folds) are fine here: we take one fold, not a CV estimate.
@@ -45,10 +50,16 @@ def honest_split(faces: Faces, cfg: SplitConfig, seed: int) -> Split:
         rest, test = grouped_holdout(faces.labels, faces.groups, cfg.test_fraction, seed)
         frac = cfg.val_fraction / (1 - cfg.test_fraction)
         train, val = grouped_holdout(faces.labels[rest], faces.groups[rest], frac, seed + 1)
-        split = {"train": everything[rest][train], "val": everything[rest][val], "test": everything[test]}
+        split = {
+            "train": everything[rest][train],
+            "val": everything[rest][val],
+            "test": everything[test],
+        }
     for name in SPLITS:
         if len(split[name]) == 0:
-            raise WorkbenchError(f"{faces.path}: the {name} split is empty; check the dataset's split or split.* fractions")
+            raise WorkbenchError(
+                f"{faces.path}: the {name} split is empty; check the dataset's split or split.* fractions"
+            )
     return split
 
 

@@ -1,5 +1,6 @@
 """Optuna's own plotly figures for a study (optimization history, importances, parallel coordinates,
 slice, contour, intermediate values); a figure that cannot be drawn yet is noted, not fatal."""
+
 from __future__ import annotations
 
 import optuna
@@ -21,6 +22,10 @@ def study_figures(study: optuna.Study) -> tuple[dict[str, go.Figure], list[str]]
     for name, plot in FIGURES.items():
         try:
             figs[name] = plot(study)
-        except (ValueError, RuntimeError, ZeroDivisionError) as err:  # e.g. importances need 2+ complete trials
+        except (
+            ValueError,
+            RuntimeError,
+            ZeroDivisionError,
+        ) as err:  # e.g. importances need 2+ complete trials
             notes.append(f"{name}: not drawn ({err})")
     return figs, notes

@@ -4,6 +4,7 @@ Resumable (same --study and --storage: it runs until the study holds --trials fi
 by any number of worker processes and machines through an RDB storage (PostgreSQL for real
 parallelism), fault-tolerant through Optuna's heartbeat (a dead worker's trial is failed and retried).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,21 +37,58 @@ def default_storage() -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m workbench.sweep", description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=positive_int, default=DEFAULT_TRIALS,
-                        help="finished trials (complete or pruned) the study should hold (default 40)")
-    parser.add_argument("--space", default="sweep", help="sweep file: a name in experiments/ or a path (default sweep)")
-    parser.add_argument("--experiment", default=None, help="base experiment (default: the sweep file's `experiment`)")
-    parser.add_argument("--study", default=None, help="study name (default: <experiment>-sweep); reuse it to resume")
-    parser.add_argument("--storage", default=None,
-                        help="Optuna storage URL (default $OPTUNA_STORAGE, else sqlite:///mlruns/optuna.db; postgresql://... for many machines)")
+    parser = argparse.ArgumentParser(
+        prog="python -m workbench.sweep", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--trials",
+        type=positive_int,
+        default=DEFAULT_TRIALS,
+        help="finished trials (complete or pruned) the study should hold (default 40)",
+    )
+    parser.add_argument(
+        "--space",
+        default="sweep",
+        help="sweep file: a name in experiments/ or a path (default sweep)",
+    )
+    parser.add_argument(
+        "--experiment",
+        default=None,
+        help="base experiment (default: the sweep file's `experiment`)",
+    )
+    parser.add_argument(
+        "--study", default=None, help="study name (default: <experiment>-sweep); reuse it to resume"
+    )
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage URL (default $OPTUNA_STORAGE, else sqlite:///mlruns/optuna.db; postgresql://... for many machines)",
+    )
     add_config_arguments(parser)
-    parser.add_argument("--timeout", type=float, default=None, help="seconds after which this worker starts no new trial")
-    parser.add_argument("--n-jobs", type=positive_int, default=1, help="worker processes to run on this machine")
-    parser.add_argument("--worker-index", default="0",
-                        help="distinct per hand-started worker (seeds its sampler); 'auto' derives one from host and pid")
-    parser.add_argument("--no-final", action="store_true", help="skip retraining the best trial when the study is done")
-    parser.add_argument("--best-dir", default=None, help="where <study>-best.yaml is written (default ./experiments)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds after which this worker starts no new trial",
+    )
+    parser.add_argument(
+        "--n-jobs", type=positive_int, default=1, help="worker processes to run on this machine"
+    )
+    parser.add_argument(
+        "--worker-index",
+        default="0",
+        help="distinct per hand-started worker (seeds its sampler); 'auto' derives one from host and pid",
+    )
+    parser.add_argument(
+        "--no-final",
+        action="store_true",
+        help="skip retraining the best trial when the study is done",
+    )
+    parser.add_argument(
+        "--best-dir",
+        default=None,
+        help="where <study>-best.yaml is written (default ./experiments)",
+    )
     args = parser.parse_args(argv)
     if args.trials < 1 or args.n_jobs < 1:
         parser.error("--trials and --n-jobs must be at least 1")
@@ -79,8 +117,22 @@ def run_local_workers(args: argparse.Namespace, argv: list[str]) -> int:
     """--n-jobs N: N-1 extra worker processes (TensorFlow does not share a process well), this one the last."""
     rest = _without_option(argv, "--n-jobs")
     rest = _without_option(rest, "--worker-index")
-    procs = [subprocess.Popen([sys.executable, "-m", "workbench.sweep", *rest, "--n-jobs", "1",
-                               "--worker-index", str(i), "--no-final"]) for i in range(1, args.n_jobs)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "workbench.sweep",
+                *rest,
+                "--n-jobs",
+                "1",
+                "--worker-index",
+                str(i),
+                "--no-final",
+            ]
+        )
+        for i in range(1, args.n_jobs)
+    ]
     args.n_jobs, args.worker_index = 1, "0"
     try:
         code = Sweep(args).run()
@@ -114,10 +166,15 @@ class Sweep:
         self.args = args
         self.spec, self.spec_path = load_spec(args.space)
         tree, source = load_tree(args.experiment or self.spec.experiment)
-        for key, value in self.spec.fixed.items():  # the sweep file's fixed values, then --set on top
+        for (
+            key,
+            value,
+        ) in self.spec.fixed.items():  # the sweep file's fixed values, then --set on top
             set_dotted(tree, key, value)
         self.base_tree = apply_overrides(tree, args.overrides)
-        self.base = config_from_dict(copy.deepcopy(self.base_tree), f"{source} + {self.spec_path} fixed/--set")
+        self.base = config_from_dict(
+            copy.deepcopy(self.base_tree), f"{source} + {self.spec_path} fixed/--set"
+        )
         check_space(self.spec, self.base_tree, self.spec_path)
         self.study_name = args.study or f"{self.base.name}-sweep"
         self.storage_url = args.storage or default_storage()
@@ -125,7 +182,9 @@ class Sweep:
         self.worker = worker_index(args.worker_index)
         self.best_dir = Path(args.best_dir) if args.best_dir else None
         if self.storage_url.startswith("sqlite:///"):
-            Path(self.storage_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.storage_url.removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
 
     # --- Optuna -------------------------------------------------------------------------------
     def make_study(self):
@@ -139,7 +198,9 @@ class Sweep:
         hb = self.spec.heartbeat
         engine_kwargs = {"pool_pre_ping": True}
         if self.storage_url.startswith("postgresql"):
-            engine_kwargs["connect_args"] = {"connect_timeout": 30}  # an unreachable host fails, never hangs
+            engine_kwargs["connect_args"] = {
+                "connect_timeout": 30
+            }  # an unreachable host fails, never hangs
         if self.storage_url.startswith("sqlite"):
             # SQLite serialises writers; a generous lock timeout keeps concurrent workers from failing.
             engine_kwargs = {"connect_args": {"timeout": 120}}
@@ -147,48 +208,70 @@ class Sweep:
         for attempt in range(3):  # two workers creating the schema at the same moment: one retries
             try:
                 storage = optuna.storages.RDBStorage(
-                    self.storage_url, engine_kwargs=engine_kwargs, heartbeat_interval=hb.interval,
+                    self.storage_url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=hb.interval,
                     grace_period=hb.grace_period,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=hb.max_retry))
-                study = optuna.create_study(study_name=self.study_name, storage=storage, load_if_exists=True,
-                                            direction=self.spec.objective.direction,
-                                            sampler=self._sampler(0), pruner=self._pruner())
+                    heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(
+                        max_retry=hb.max_retry
+                    ),
+                )
+                study = optuna.create_study(
+                    study_name=self.study_name,
+                    storage=storage,
+                    load_if_exists=True,
+                    direction=self.spec.objective.direction,
+                    sampler=self._sampler(0),
+                    pruner=self._pruner(),
+                )
                 break
             except SQLAlchemyError as err:
                 last_error = err
                 time.sleep(1 + attempt)
         else:
-            raise WorkbenchError(f"--storage {self.masked_storage()}: cannot use it "
-                               f"({str(last_error.orig if hasattr(last_error, 'orig') else last_error).splitlines()[0]})")
+            raise WorkbenchError(
+                f"--storage {self.masked_storage()}: cannot use it "
+                f"({str(last_error.orig if hasattr(last_error, 'orig') else last_error).splitlines()[0]})"
+            )
         mark = fingerprint(self.spec, self.base_tree)
         known = study.user_attrs.get("fingerprint")
         if known is None:
             study.set_user_attr("fingerprint", mark)
             study.set_user_attr("space_file", str(self.spec_path))
         elif known != mark:
-            raise WorkbenchError(f"study {self.study_name!r} in {self.masked_storage()} was created with a different "
-                               f"search space or base config; resume it unchanged or pick a new --study name")
+            raise WorkbenchError(
+                f"study {self.study_name!r} in {self.masked_storage()} was created with a different "
+                f"search space or base config; resume it unchanged or pick a new --study name"
+            )
         # Resumed or joined: draw new random start-up points, not the first session's again.
         study.sampler = self._sampler(len(study.trials) + 7919 * self.worker)
         return study
 
     def _sampler(self, offset: int):
         import optuna
+
         s = self.spec.sampler
         return optuna.samplers.TPESampler(seed=s.seed + offset, n_startup_trials=s.n_startup_trials)
 
     def _pruner(self):
         import optuna
+
         p = self.spec.pruner
         if p.kind == "median":
-            return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
+            return optuna.pruners.MedianPruner(
+                n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps
+            )
         if p.kind == "hyperband":
-            return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, max_resource=self.base.train.epochs,
-                                                  reduction_factor=p.reduction_factor)
+            return optuna.pruners.HyperbandPruner(
+                min_resource=p.min_resource,
+                max_resource=self.base.train.epochs,
+                reduction_factor=p.reduction_factor,
+            )
         return optuna.pruners.NopPruner()
 
     def masked_storage(self) -> str:
         from sqlalchemy.engine import make_url
+
         try:
             return make_url(self.storage_url).render_as_string(hide_password=True)
         except Exception:  # noqa: BLE001 - not a URL SQLAlchemy knows: show it as given
@@ -197,7 +280,10 @@ class Sweep:
     @staticmethod
     def states(study, names) -> list:
         import optuna
-        return study.get_trials(deepcopy=False, states=tuple(optuna.trial.TrialState[n] for n in names))
+
+        return study.get_trials(
+            deepcopy=False, states=tuple(optuna.trial.TrialState[n] for n in names)
+        )
 
     # --- one trial -------------------------------------------------------------------------------
     def objective(self, trial) -> float:
@@ -211,24 +297,42 @@ class Sweep:
 
         ahead = [t for t in self.states(trial.study, COUNTED) if t.number < trial.number]
         if len(ahead) >= self.target:
-            raise SurplusTrial(f"trial {trial.number}: the study already holds {self.target} trials")
+            raise SurplusTrial(
+                f"trial {trial.number}: the study already holds {self.target} trials"
+            )
         values = suggest(trial, self.spec)
         cfg = trial_config(self.base_tree, values)
-        cfg.tracking.run_name = f"trial {trial.number} · {_describe(values)}"  # the study is its parent and a tag
+        cfg.tracking.run_name = (
+            f"trial {trial.number} · {_describe(values)}"  # the study is its parent and a tag
+        )
         keras.backend.clear_session()  # one process trains many models: free the previous graphs
         reporter = OptunaReporter(trial, self.spec.objective.metric)
-        tags = {"optuna.study": self.study_name, "optuna.trial": str(trial.number), "trial_state": "RUNNING",
-                "sweep.role": "trial"}
+        tags = {
+            "optuna.study": self.study_name,
+            "optuna.trial": str(trial.number),
+            "trial_state": "RUNNING",
+            "sweep.role": "trial",
+        }
         try:
-            result = run_experiment(cfg, callbacks=[reporter], nested=True, light=True, tags=tags,
-                                    data=(self.faces, prepare(self.faces, cfg)), evaluate_on="val", verbose=False)
+            result = run_experiment(
+                cfg,
+                callbacks=[reporter],
+                nested=True,
+                light=True,
+                tags=tags,
+                data=(self.faces, prepare(self.faces, cfg)),
+                evaluate_on="val",
+                verbose=False,
+            )
         except BaseException:
             # Optuna fails the trial (an error, Ctrl-C, SIGTERM): its run says so, not RUNNING.
             if run_id := trial.user_attrs.get("mlflow_run_id"):
                 self.client.set_tag(run_id, "trial_state", "FAIL")
             raise
         self.epochs_here += int(result.metrics["epochs_run"])
-        self.client.set_tag(result.run_id, "trial_state", "PRUNED" if reporter.pruned else "COMPLETE")
+        self.client.set_tag(
+            result.run_id, "trial_state", "PRUNED" if reporter.pruned else "COMPLETE"
+        )
         if reporter.pruned:
             raise optuna.TrialPruned(f"pruned at epoch {reporter.last_step + 1}")
         return float(result.metrics[self.spec.objective.metric])
@@ -243,33 +347,51 @@ class Sweep:
         from workbench.data import load_faces
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        for handler in logging.getLogger("optuna").handlers:  # Optuna's own handler, set up by the line above
+        for handler in logging.getLogger(
+            "optuna"
+        ).handlers:  # Optuna's own handler, set up by the line above
             handler.addFilter(_no_interrupt_traceback)
         study = self.make_study()
-        self.faces = load_faces(self.base.data, self.base.seed)  # decoded once per worker, reused by every trial
+        self.faces = load_faces(
+            self.base.data, self.base.seed
+        )  # decoded once per worker, reused by every trial
         experiment_id = tracking.configure(self.base.experiment_name)
         self.client = mlflow.MlflowClient()
         self.epochs_here = 0
         started = time.monotonic()
-        tags = {"optuna.study": self.study_name, "optuna.storage": self.masked_storage(),
-                "optuna.sampler": f"TPESampler(seed={self.spec.sampler.seed}, n_startup_trials={self.spec.sampler.n_startup_trials})",
-                "optuna.pruner": self._pruner_text(), "optuna.objective": f"{self.spec.objective.direction} {self.spec.objective.metric}",
-                "sweep.role": "study", "sweep.worker": f"{socket.gethostname()}:{os.getpid()}",
-                **tracking.git_state(), **tracking.package_versions()}
+        tags = {
+            "optuna.study": self.study_name,
+            "optuna.storage": self.masked_storage(),
+            "optuna.sampler": f"TPESampler(seed={self.spec.sampler.seed}, n_startup_trials={self.spec.sampler.n_startup_trials})",
+            "optuna.pruner": self._pruner_text(),
+            "optuna.objective": f"{self.spec.objective.direction} {self.spec.objective.metric}",
+            "sweep.role": "study",
+            "sweep.worker": f"{socket.gethostname()}:{os.getpid()}",
+            **tracking.git_state(),
+            **tracking.package_versions(),
+        }
         name = f"{self.study_name} · study · worker {socket.gethostname()}:{os.getpid()}"
-        bar = tqdm(total=self.target, initial=min(len(self.states(study, FINISHED)), self.target),
-                   desc=f"study {self.study_name}", unit="trial")
+        bar = tqdm(
+            total=self.target,
+            initial=min(len(self.states(study, FINISHED)), self.target),
+            desc=f"study {self.study_name}",
+            unit="trial",
+        )
         with tracking.tracked_run(name, tags=tags) as parent:
             tracking.log_config(self.base)
             mlflow.log_text(self.spec_path.read_text(), "sweep.yaml")
             mlflow.log_params({"sweep.trials": self.target, "sweep.space": str(self.spec_path)})
             while True:
-                optuna.storages.fail_stale_trials(study)  # a dead worker's trial: FAIL, then a WAITING retry
+                optuna.storages.fail_stale_trials(
+                    study
+                )  # a dead worker's trial: FAIL, then a WAITING retry
                 self.close_orphaned_runs(study)
                 self.close_dead_workers_runs(experiment_id)
                 if self.args.timeout and time.monotonic() - started > self.args.timeout:
                     break
-                if len(self.states(study, COUNTED)) >= self.target and not self.states(study, ("WAITING",)):
+                if len(self.states(study, COUNTED)) >= self.target and not self.states(
+                    study, ("WAITING",)
+                ):
                     if not self.states(study, ("RUNNING",)):
                         break
                     # Other workers' trials are still running: wait, so that if one of them died its trial
@@ -279,7 +401,9 @@ class Sweep:
                 study.optimize(self.objective, n_trials=1, catch=(SurplusTrial,))
                 bar.n = min(len(self.states(study, FINISHED)), self.target)
                 best = self.best_value(study)
-                bar.set_postfix_str(f"best {self.spec.objective.metric}={best:.4f}" if best is not None else "")
+                bar.set_postfix_str(
+                    f"best {self.spec.objective.metric}={best:.4f}" if best is not None else ""
+                )
                 bar.refresh()
             bar.close()
             self.close_orphaned_runs(study)
@@ -321,11 +445,18 @@ class Sweep:
         """A worker killed outright (SIGKILL, OOM) leaves its study run RUNNING: a worker on the same
         host ends it KILLED once that process is gone. (Another host's process cannot be checked.)"""
         host = socket.gethostname()
-        query = (f"tags.`sweep.role` = 'study' and tags.`optuna.study` = '{self.study_name}' "
-                 "and attributes.status = 'RUNNING'")
+        query = (
+            f"tags.`sweep.role` = 'study' and tags.`optuna.study` = '{self.study_name}' "
+            "and attributes.status = 'RUNNING'"
+        )
         for run in self.client.search_runs([experiment_id], query):
             worker_host, _, pid = run.data.tags.get("sweep.worker", "").rpartition(":")
-            if worker_host == host and pid.isdigit() and int(pid) != os.getpid() and not processes.alive(int(pid)):
+            if (
+                worker_host == host
+                and pid.isdigit()
+                and int(pid) != os.getpid()
+                and not processes.alive(int(pid))
+            ):
                 self.client.set_terminated(run.info.run_id, "KILLED")
 
     def log_study(self, study) -> None:
@@ -337,12 +468,15 @@ class Sweep:
 
         finished = self.states(study, FINISHED)
         complete = self.states(study, ("COMPLETE",))
-        mlflow.log_metrics({
-            "trials_complete": len(complete), "trials_pruned": len(finished) - len(complete),
-            "trials_failed": len(self.states(study, ("FAIL",))),
-            "epochs_trained_all_workers": sum(len(t.intermediate_values) for t in study.trials),
-            "epochs_trained_this_worker": self.epochs_here,
-        })
+        mlflow.log_metrics(
+            {
+                "trials_complete": len(complete),
+                "trials_pruned": len(finished) - len(complete),
+                "trials_failed": len(self.states(study, ("FAIL",))),
+                "epochs_trained_all_workers": sum(len(t.intermediate_values) for t in study.trials),
+                "epochs_trained_this_worker": self.epochs_here,
+            }
+        )
         best = self.best_value(study)
         if best is not None:
             mlflow.log_metric(f"best_{self.spec.objective.metric}", best)
@@ -368,11 +502,25 @@ class Sweep:
         study.set_user_attr("final_trial", best.number)
         cfg = trial_config(self.base_tree, {k: best.params[k] for k in self.spec.params})
         cfg.tracking.run_name = f"{self.study_name} · best (trial {best.number}) retrained"
-        result = run_experiment(cfg, tags={"optuna.study": self.study_name, "optuna.trial": str(best.number),
-                                           "sweep.role": "best-retrained", "sweep.parent_run_id": parent_run_id})
+        result = run_experiment(
+            cfg,
+            tags={
+                "optuna.study": self.study_name,
+                "optuna.trial": str(best.number),
+                "sweep.role": "best-retrained",
+                "sweep.parent_run_id": parent_run_id,
+            },
+        )
         self.client.set_tag(parent_run_id, "sweep.best_run_id", result.run_id)
-        path = write_best_config(cfg, self.best_dir, self.study_name, best.number, best.value,
-                                 self.spec.objective.metric, result.run_id)
+        path = write_best_config(
+            cfg,
+            self.best_dir,
+            self.study_name,
+            best.number,
+            best.value,
+            self.spec.objective.metric,
+            result.run_id,
+        )
         study.set_user_attr("final_run_id", result.run_id)
         return result, path
 
@@ -380,20 +528,30 @@ class Sweep:
         metric = self.spec.objective.metric
         finished = self.states(study, FINISHED)
         print()
-        print(f"study {self.study_name} ({self.masked_storage()}): {len(finished)} finished trials "
-              f"({len(self.states(study, ('PRUNED',)))} pruned, {len(self.states(study, ('FAIL',)))} failed), "
-              f"{self.epochs_here} epochs trained by this worker")
-        complete = sorted(self.states(study, ("COMPLETE",)), key=lambda t: t.value,
-                          reverse=self.spec.objective.direction == "maximize")
+        print(
+            f"study {self.study_name} ({self.masked_storage()}): {len(finished)} finished trials "
+            f"({len(self.states(study, ('PRUNED',)))} pruned, {len(self.states(study, ('FAIL',)))} failed), "
+            f"{self.epochs_here} epochs trained by this worker"
+        )
+        complete = sorted(
+            self.states(study, ("COMPLETE",)),
+            key=lambda t: t.value,
+            reverse=self.spec.objective.direction == "maximize",
+        )
         for t in complete[:5]:
             print(f"  trial {t.number:>3}  {metric}={t.value:.4f}  {_describe(t.params)}")
         if final:
             result, path = final
             m = result.metrics
-            print(f"best config retrained: test accuracy {m['test_accuracy']:.4f}, macro-F1 {m['test_macro_f1']:.4f} "
-                  f"(run {result.run_id}); written {path}")
+            print(
+                f"best config retrained: test accuracy {m['test_accuracy']:.4f}, macro-F1 {m['test_macro_f1']:.4f} "
+                f"(run {result.run_id}); written {path}"
+            )
         from workbench.tracking import tracking_uri, ui_command
-        print(f"MLflow experiment {self.base.experiment_name} (id {experiment_id}): {ui_command(tracking_uri())}")
+
+        print(
+            f"MLflow experiment {self.base.experiment_name} (id {experiment_id}): {ui_command(tracking_uri())}"
+        )
 
 
 def _no_interrupt_traceback(record: logging.LogRecord) -> bool:
@@ -413,7 +571,9 @@ def _short(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def write_best_config(cfg, directory: Path | None, study: str, trial: int, value: float, metric: str, run_id: str) -> Path:
+def write_best_config(
+    cfg, directory: Path | None, study: str, trial: int, value: float, metric: str, run_id: str
+) -> Path:
     from workbench.config import user_experiments_dir
 
     directory = directory or user_experiments_dir()
@@ -422,8 +582,10 @@ def write_best_config(cfg, directory: Path | None, study: str, trial: int, value
     cfg = cfg.model_copy(deep=True)
     cfg.name = f"{study}-best"
     cfg.tracking.run_name = None
-    header = (f"# Best trial {trial} of study {study}: {metric} = {value:.4f} (validation).\n"
-              f"# Retrained and tested in MLflow run {run_id}. Run it again: python -m workbench.run {path}\n")
+    header = (
+        f"# Best trial {trial} of study {study}: {metric} = {value:.4f} (validation).\n"
+        f"# Retrained and tested in MLflow run {run_id}. Run it again: python -m workbench.run {path}\n"
+    )
     from workbench.files import write_text_atomic
 
     return write_text_atomic(path, header + cfg.to_yaml())

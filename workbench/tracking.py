@@ -3,6 +3,7 @@
 Default store: `./mlruns/mlflow.db` (SQLite, what MLflow 3 recommends over the old file store) with
 artifacts in `./mlruns/artifacts`; `MLFLOW_TRACKING_URI` overrides it, so a remote server works unchanged.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,18 @@ from workbench.data.faces import Faces
 from workbench.errors import WorkbenchError
 from workbench.files import write_json_atomic
 
-PACKAGES = ("tensorflow", "keras", "mlflow", "optuna", "imbalanced-learn", "scikit-learn", "opencv-python-headless",
-            "numpy", "pandas", "plotly")
+PACKAGES = (
+    "tensorflow",
+    "keras",
+    "mlflow",
+    "optuna",
+    "imbalanced-learn",
+    "scikit-learn",
+    "opencv-python-headless",
+    "numpy",
+    "pandas",
+    "plotly",
+)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -87,8 +98,10 @@ def sqlite_store_lock(uri: str, timeout_s: float = STORE_LOCK_TIMEOUT_S):
         db.parent.mkdir(parents=True, exist_ok=True)
         handle = open(db.with_name(db.name + ".lock"), "a")
     except OSError as err:
-        raise WorkbenchError(f"MLflow store {db.parent}: cannot write there ({err.strerror}); "
-                             "run from a writable folder or set MLFLOW_TRACKING_URI") from None
+        raise WorkbenchError(
+            f"MLflow store {db.parent}: cannot write there ({err.strerror}); "
+            "run from a writable folder or set MLFLOW_TRACKING_URI"
+        ) from None
     with handle:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -97,8 +110,10 @@ def sqlite_store_lock(uri: str, timeout_s: float = STORE_LOCK_TIMEOUT_S):
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise WorkbenchError(f"MLflow store {db}: another process held its lock for {timeout_s:.0f} s; "
-                                         "is one stuck? stop it and retry") from None
+                    raise WorkbenchError(
+                        f"MLflow store {db}: another process held its lock for {timeout_s:.0f} s; "
+                        "is one stuck? stop it and retry"
+                    ) from None
                 time.sleep(0.2)
         try:
             yield
@@ -116,24 +131,36 @@ def configure(experiment_name: str) -> str:
             if experiment is None:
                 try:
                     # The kind tag opens the experiment in the UI's model-training view, not its GenAI one.
-                    experiment_id = mlflow.create_experiment(experiment_name, artifact_location=artifact_location(uri),
-                                                             tags={"mlflow.experimentKind": "custom_model_development"})
+                    experiment_id = mlflow.create_experiment(
+                        experiment_name,
+                        artifact_location=artifact_location(uri),
+                        tags={"mlflow.experimentKind": "custom_model_development"},
+                    )
                 except mlflow.exceptions.MlflowException:
-                    experiment = mlflow.get_experiment_by_name(experiment_name)  # another worker created it
+                    experiment = mlflow.get_experiment_by_name(
+                        experiment_name
+                    )  # another worker created it
                     if experiment is None:
                         raise
                     experiment_id = experiment.experiment_id
             else:
                 experiment_id = experiment.experiment_id
         except mlflow.exceptions.MlflowException as err:
-            raise WorkbenchError(f"MLflow store {display_uri(uri)}: {str(err).strip().splitlines()[0]}; "
-                                 "check that it is writable and reachable, or set MLFLOW_TRACKING_URI") from None
+            raise WorkbenchError(
+                f"MLflow store {display_uri(uri)}: {str(err).strip().splitlines()[0]}; "
+                "check that it is writable and reachable, or set MLFLOW_TRACKING_URI"
+            ) from None
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
 
 @contextlib.contextmanager
-def tracked_run(run_name: str, nested: bool = False, tags: dict[str, str] | None = None, run_id: str | None = None):
+def tracked_run(
+    run_name: str,
+    nested: bool = False,
+    tags: dict[str, str] | None = None,
+    run_id: str | None = None,
+):
     """An MLflow run that always ends: FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM
     (which `cli.user_errors` raises as `Terminated`, a KeyboardInterrupt).
     With `run_id`, that (unfinished) run is reopened instead of a new one started."""
@@ -156,7 +183,9 @@ def tracked_run(run_name: str, nested: bool = False, tags: dict[str, str] | None
 
 def git_state() -> dict[str, str]:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
 
     try:
         commit = git("rev-parse", "HEAD")
@@ -164,8 +193,11 @@ def git_state() -> dict[str, str]:
         commit = ""
     if not commit:
         return {"git_commit": "unknown"}
-    return {"git_commit": commit, "mlflow.source.git.commit": commit,
-            "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no"))).lower()}
+    return {
+        "git_commit": commit,
+        "mlflow.source.git.commit": commit,
+        "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no"))).lower(),
+    }
 
 
 def package_versions() -> dict[str, str]:
@@ -184,17 +216,33 @@ def log_config(cfg: ExperimentConfig, data_path: str | None = None) -> None:
     params = cfg.flat()
     if params.get("data.path") is None and data_path is not None:
         params["data.path"] = data_path
-    mlflow.log_params({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in params.items()})
+    mlflow.log_params(
+        {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in params.items()}
+    )
     mlflow.log_text(cfg.to_yaml(), "config.yaml")
 
 
 def _manifest(faces: Faces, synthetic: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"id": faces.ids, "group": faces.groups, "label": faces.labels,
-                         "expression": np.asarray(CLASS_NAMES)[faces.labels], "synthetic": synthetic})
+    return pd.DataFrame(
+        {
+            "id": faces.ids,
+            "group": faces.groups,
+            "label": faces.labels,
+            "expression": np.asarray(CLASS_NAMES)[faces.labels],
+            "synthetic": synthetic,
+        }
+    )
 
 
-def log_dataset(parts: dict[str, Faces], synthetic: dict[str, np.ndarray], source: Faces, protocol: str,
-                split_method: str, manifest: bool = True, inputs: bool = True) -> dict:
+def log_dataset(
+    parts: dict[str, Faces],
+    synthetic: dict[str, np.ndarray],
+    source: Faces,
+    protocol: str,
+    split_method: str,
+    manifest: bool = True,
+    inputs: bool = True,
+) -> dict:
     """mlflow.log_input per split (name, digest, counts) plus dataset/lineage.json; returns the lineage.
     `inputs=False` (a resumed run, which has them) only computes the lineage."""
     if not inputs:
@@ -208,8 +256,10 @@ def log_dataset(parts: dict[str, Faces], synthetic: dict[str, np.ndarray], sourc
         "protocol": protocol,
         "split_method": split_method,
         "splits": {},
-        "skipped": {"count": len(source.skipped),
-                    "items": [{"item": s.item, "reason": s.reason} for s in source.skipped[:1000]]},
+        "skipped": {
+            "count": len(source.skipped),
+            "items": [{"item": s.item, "reason": s.reason} for s in source.skipped[:1000]],
+        },
     }
     frames = {}
     for name, faces in parts.items():
@@ -218,12 +268,25 @@ def log_dataset(parts: dict[str, Faces], synthetic: dict[str, np.ndarray], sourc
         counts = np.bincount(faces.labels, minlength=NUM_CLASSES)
         n_synth = int(synthetic[name].sum())
         split_digest = _digest(source.digest, name, faces.ids)
-        lineage["splits"][name] = {"faces": len(faces), "synthetic": n_synth, "digest": split_digest,
-                                   "per_class": {c: int(n) for c, n in zip(CLASS_NAMES, counts)}}
-        dataset = mlflow.data.from_pandas(df, source=source.path, targets="label",
-                                          name=f"{Path(source.path).name}:{name}", digest=split_digest[:16])
-        tags = {"faces": str(len(faces)), "synthetic": str(n_synth), "skipped_at_load": str(len(source.skipped)),
-                "per_class": json.dumps(lineage["splits"][name]["per_class"])}
+        lineage["splits"][name] = {
+            "faces": len(faces),
+            "synthetic": n_synth,
+            "digest": split_digest,
+            "per_class": {c: int(n) for c, n in zip(CLASS_NAMES, counts)},
+        }
+        dataset = mlflow.data.from_pandas(
+            df,
+            source=source.path,
+            targets="label",
+            name=f"{Path(source.path).name}:{name}",
+            digest=split_digest[:16],
+        )
+        tags = {
+            "faces": str(len(faces)),
+            "synthetic": str(n_synth),
+            "skipped_at_load": str(len(source.skipped)),
+            "per_class": json.dumps(lineage["splits"][name]["per_class"]),
+        }
         if inputs:
             mlflow.log_input(dataset, context=contexts[name], tags=tags)
     if inputs:
@@ -231,7 +294,9 @@ def log_dataset(parts: dict[str, Faces], synthetic: dict[str, np.ndarray], sourc
     if manifest:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "manifest.csv.gz"
-            pd.concat([df.assign(split=name) for name, df in frames.items()]).to_csv(path, index=False)
+            pd.concat([df.assign(split=name) for name, df in frames.items()]).to_csv(
+                path, index=False
+            )
             mlflow.log_artifact(str(path), "dataset")
     return lineage
 
@@ -239,7 +304,9 @@ def log_dataset(parts: dict[str, Faces], synthetic: dict[str, np.ndarray], sourc
 def _digest(*parts) -> str:
     h = hashlib.sha256()
     for part in parts:
-        h.update(("\n".join(map(str, part)) if isinstance(part, np.ndarray) else str(part)).encode())
+        h.update(
+            ("\n".join(map(str, part)) if isinstance(part, np.ndarray) else str(part)).encode()
+        )
         h.update(b"\0")
     return h.hexdigest()
 
@@ -250,7 +317,9 @@ def log_model(model, example: np.ndarray) -> str:
     from mlflow.models import infer_signature
 
     signature = infer_signature(example, model.predict(example, verbose=0))
-    info = mlflow.tensorflow.log_model(model, name="model", signature=signature, input_example=example)
+    info = mlflow.tensorflow.log_model(
+        model, name="model", signature=signature, input_example=example
+    )
     return info.model_uri
 
 
@@ -291,11 +360,18 @@ def find_resumable_run(experiment_id: str, key: str) -> str | None:
     """The newest unfinished run of this config and data whose checkpoint is on this machine and that no
     live process is training."""
     runs = mlflow.MlflowClient().search_runs(
-        [experiment_id], filter_string=f"tags.resume_key = '{key}'", order_by=["attributes.start_time DESC"],
-        max_results=20)
+        [experiment_id],
+        filter_string=f"tags.resume_key = '{key}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=20,
+    )
     for run in runs:
         folder = checkpoint_dir(run.info.run_id)
-        if run.info.status in UNFINISHED and (folder / "state.json").is_file() and not _owner_alive(folder):
+        if (
+            run.info.status in UNFINISHED
+            and (folder / "state.json").is_file()
+            and not _owner_alive(folder)
+        ):
             return run.info.run_id
     return None
 

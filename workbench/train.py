@@ -1,5 +1,6 @@
 """Fit a compiled model on prepared splits: tf.data input, validation scores, best-epoch restore,
 per-epoch metrics through a caller's logger, early stopping or plateau, and resume from a checkpoint."""
+
 from __future__ import annotations
 
 import sys
@@ -35,7 +36,9 @@ class ValidationScores(keras.callbacks.Callback):
         if logs is not None:
             logs["val_loss"] = float(self.model.loss(self.onehot, probs))
             logs["val_accuracy"] = float((pred == self.labels).mean())
-            logs["val_macro_f1"] = float(f1_score(self.labels, pred, labels=LABELS, average="macro", zero_division=0))
+            logs["val_macro_f1"] = float(
+                f1_score(self.labels, pred, labels=LABELS, average="macro", zero_division=0)
+            )
             logs["val_balanced_accuracy"] = float(balanced_accuracy_score(self.labels, pred))
 
 
@@ -44,7 +47,9 @@ class LearningRate(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         if logs is not None:
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            logs["learning_rate"] = float(
+                keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+            )
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -65,12 +70,26 @@ class FitResult:
     resumed_from: int  # epochs already done when this call started (0 = a fresh start)
 
 
-def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
-        epochs: int, batch_size: int, seed: int, augment_strength: float, ranges: Ranges = ORIGINAL,
-        class_weight: dict[int, float] | None = None, monitor: str = "val_accuracy", restore_best: bool = True,
-        early_stopping_patience: int | None = None, plateau: bool = False, checkpoint_dir: Path | None = None,
-        log_epoch: EpochLogger | None = None, callbacks: Sequence[keras.callbacks.Callback] = (),
-        verbose: bool = True) -> FitResult:
+def fit(
+    model: keras.Model,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    augment_strength: float,
+    ranges: Ranges = ORIGINAL,
+    class_weight: dict[int, float] | None = None,
+    monitor: str = "val_accuracy",
+    restore_best: bool = True,
+    early_stopping_patience: int | None = None,
+    plateau: bool = False,
+    checkpoint_dir: Path | None = None,
+    log_epoch: EpochLogger | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: bool = True,
+) -> FitResult:
     """Train `model` (compiled) for `epochs`, continuing from `checkpoint_dir` if it holds a state.
     `log_epoch(epoch, metrics)` is called once per finished epoch, also for restored ones it may
     have missed (it must ignore an epoch it already has)."""
@@ -79,23 +98,35 @@ def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.
     if state is not None:
         restore(model, checkpoint_dir, state)
         initial_epoch = state.epochs_done
-        if log_epoch is not None:  # epochs finished before the stop whose metrics may not have been logged
+        if (
+            log_epoch is not None
+        ):  # epochs finished before the stop whose metrics may not have been logged
             for epoch in range(initial_epoch):
                 log_epoch(epoch, {k: v[epoch] for k, v in state.history.items() if len(v) > epoch})
     best = BestAndCheckpoint(monitor, checkpoint_dir, state)
     eval_batch = max(256, batch_size)
     # Order matters: scores first (everything after reads them), then the checkpoint, then the logger,
     # so an epoch is logged only once it is saved; the caller's callbacks (a pruner) see a logged epoch.
-    all_callbacks = [ValidationScores(val[0].astype(np.float32), val[1], eval_batch), LearningRate(), best]
+    all_callbacks = [
+        ValidationScores(val[0].astype(np.float32), val[1], eval_batch),
+        LearningRate(),
+        best,
+    ]
     if log_epoch is not None:
         all_callbacks.append(EpochLog(log_epoch))
     all_callbacks += list(callbacks)
     if early_stopping_patience:
-        all_callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=early_stopping_patience,
-                                                           mode=best.mode))
+        all_callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=early_stopping_patience, mode=best.mode
+            )
+        )
     if plateau:
-        all_callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=best.mode, factor=0.5,
-                                                               patience=3, min_lr=1e-6))
+        all_callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, mode=best.mode, factor=0.5, patience=3, min_lr=1e-6
+            )
+        )
     if initial_epoch < epochs:
         model.fit(
             training_dataset(train[0], train[1], batch_size, augment_strength, seed, ranges),
@@ -103,7 +134,11 @@ def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.
             initial_epoch=initial_epoch,
             callbacks=all_callbacks,
             class_weight=class_weight,
-            verbose=0 if not verbose else 1 if sys.stdout.isatty() else 2,  # a bar on a terminal, a line per epoch in logs
+            verbose=0
+            if not verbose
+            else 1
+            if sys.stdout.isatty()
+            else 2,  # a bar on a terminal, a line per epoch in logs
         )
     best_epoch = best.restore_best() if restore_best else best.state.best_epoch
     return FitResult(best.state.history, best_epoch, initial_epoch)

@@ -1,4 +1,5 @@
 """Data sources -> Faces: ExpW label.lst, FER-2013 CSV and class folders, decoded once and cached."""
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -8,8 +9,8 @@ import numpy as np
 
 from workbench.config import DataConfig
 from workbench.data import cache
-from workbench.data.expw import ExpwSource
 from workbench.data.decode import FaceShape
+from workbench.data.expw import ExpwSource
 from workbench.data.faces import SPLITS, Faces, Skipped
 from workbench.data.fer2013 import Fer2013Source
 from workbench.data.folders import FoldersSource
@@ -19,7 +20,15 @@ SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
 DEFAULT_DATASET = SAMPLES_DIR / "fer2013_sample.csv.gz"
 SAMPLE_EXPW = SAMPLES_DIR / "expw" / "label.lst"
 
-__all__ = ["Faces", "Skipped", "SPLITS", "load_faces", "DEFAULT_DATASET", "SAMPLE_EXPW", "detect_format"]
+__all__ = [
+    "Faces",
+    "Skipped",
+    "SPLITS",
+    "load_faces",
+    "DEFAULT_DATASET",
+    "SAMPLE_EXPW",
+    "detect_format",
+]
 
 
 def detect_format(path: Path) -> str:
@@ -33,7 +42,9 @@ def detect_format(path: Path) -> str:
         if (path / "label.lst").is_file() or (path / "label" / "label.lst").is_file():
             return "expw"
         return "folders"
-    raise WorkbenchError(f"data.path: cannot tell the format of {path}; set data.format to fer2013, expw or folders")
+    raise WorkbenchError(
+        f"data.path: cannot tell the format of {path}; set data.format to fer2013, expw or folders"
+    )
 
 
 def _make_source(cfg: DataConfig, path: Path, select):
@@ -53,7 +64,9 @@ def load_faces(cfg: DataConfig, seed: int) -> Faces:
     """Decode (or fetch from the cache) the faces described by cfg; fail if too many were skipped."""
     path = Path(cfg.path).expanduser() if cfg.path else DEFAULT_DATASET
     if not path.exists():
-        raise WorkbenchError(f"data.path: {path} does not exist (point --set data.path=... at a dataset)")
+        raise WorkbenchError(
+            f"data.path: {path} does not exist (point --set data.path=... at a dataset)"
+        )
 
     def select(n: int) -> np.ndarray:
         # Seeded sample of max_faces rows, taken before decoding so unused faces cost nothing.
@@ -67,7 +80,9 @@ def load_faces(cfg: DataConfig, seed: int) -> Faces:
     if source.format == "expw":
         params["min_confidence"] = cfg.min_confidence
     root = source.path.parent if source.path.is_file() else source.path
-    key = cache.cache_key(source.format, cache.sources_digest(root, source.files(), cfg.workers), params)
+    key = cache.cache_key(
+        source.format, cache.sources_digest(root, source.files(), cfg.workers), params
+    )
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else cache.default_cache_dir()
     faces = cache.load(cache_dir, key)
     if faces is None:

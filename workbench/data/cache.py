@@ -3,6 +3,7 @@
 Each entry is a folder of .npy arrays written to a temporary folder and renamed into place, so a
 killed run never leaves a half-written entry behind, and a second load memory-maps the arrays.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,7 +52,10 @@ def sources_digest(root: Path, files: Iterable[Path], workers: int | None = None
 
 
 def cache_key(fmt: str, source_digest: str, params: dict) -> str:
-    blob = json.dumps({"v": CACHE_VERSION, "format": fmt, "sources": source_digest, "params": params}, sort_keys=True)
+    blob = json.dumps(
+        {"v": CACHE_VERSION, "format": fmt, "sources": source_digest, "params": params},
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -63,12 +67,20 @@ def load(cache_dir: Path, key: str) -> Faces | None:
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        arrays = {name: np.load(entry / f"{name}.npy", mmap_mode="r" if name == "images" else None) for name in ARRAYS}
+        arrays = {
+            name: np.load(entry / f"{name}.npy", mmap_mode="r" if name == "images" else None)
+            for name in ARRAYS
+        }
     except (OSError, ValueError, KeyError):
         shutil.rmtree(entry, ignore_errors=True)  # damaged entry: drop it, decode again
         return None
-    return Faces(**arrays, format=meta["format"], path=meta["path"], digest=meta["digest"],
-                 skipped=[Skipped(**s) for s in meta["skipped"]])
+    return Faces(
+        **arrays,
+        format=meta["format"],
+        path=meta["path"],
+        digest=meta["digest"],
+        skipped=[Skipped(**s) for s in meta["skipped"]],
+    )
 
 
 def drop_stale_temps(cache_dir: Path) -> None:
@@ -94,8 +106,12 @@ def store(cache_dir: Path, key: str, faces: Faces) -> bool:
         for name in ARRAYS:
             array = getattr(faces, name)
             np.save(tmp / f"{name}.npy", array.astype(str) if array.dtype == object else array)
-        meta = {"format": faces.format, "path": faces.path, "digest": faces.digest,
-                "skipped": [asdict(s) for s in faces.skipped]}
+        meta = {
+            "format": faces.format,
+            "path": faces.path,
+            "digest": faces.digest,
+            "skipped": [asdict(s) for s in faces.skipped],
+        }
         # meta.json last: its presence marks a complete entry.
         (tmp / "meta.json").write_text(json.dumps(meta))
         try:
@@ -112,5 +128,8 @@ def store(cache_dir: Path, key: str, faces: Faces) -> bool:
 
 def _note_not_cached(cache_dir: Path, err: OSError) -> None:
     reason = err.strerror or f"{err}: is the disk full?"  # numpy's short write has no errno
-    print(f"note: decoded faces not cached in {cache_dir} ({reason}); the next run decodes again "
-          "(set data.cache_dir to a writable folder)", file=sys.stderr)
+    print(
+        f"note: decoded faces not cached in {cache_dir} ({reason}); the next run decodes again "
+        "(set data.cache_dir to a writable folder)",
+        file=sys.stderr,
+    )

@@ -1,4 +1,5 @@
 """Shared decoding helpers: threaded map with a progress bar, image reading, crop/clip and resize."""
+
 from __future__ import annotations
 
 import os
@@ -15,12 +16,23 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None, desc: str, unit: str) -> list[R]:
+def parallel_map(
+    fn: Callable[[T], R], items: Sequence[T], workers: int | None, desc: str, unit: str
+) -> list[R]:
     """Threads, not processes: OpenCV and NumPy parsing release the GIL, and threads share memory."""
     workers = workers or os.cpu_count() or 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
         # disable=None: a bar on a terminal, silence in CI logs.
-        return list(tqdm(pool.map(fn, items), total=len(items), desc=desc, unit=unit, disable=None, leave=False))
+        return list(
+            tqdm(
+                pool.map(fn, items),
+                total=len(items),
+                desc=desc,
+                unit=unit,
+                disable=None,
+                leave=False,
+            )
+        )
 
 
 def chunks(seq: Sequence[T], size: int) -> list[Sequence[T]]:
@@ -36,7 +48,9 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray | None:
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def clip_box(top: int, left: int, right: int, bottom: int, height: int, width: int) -> tuple[int, int, int, int] | None:
+def clip_box(
+    top: int, left: int, right: int, bottom: int, height: int, width: int
+) -> tuple[int, int, int, int] | None:
     """Clip a (top, left, right, bottom) box to the image; None if nothing of it is left.
 
     Rows top..bottom and columns left..right, end-exclusive like a NumPy slice (as the original
@@ -68,7 +82,9 @@ class FaceShape:
         return np.empty((0, self.size, self.size, self.channels), np.uint8)
 
 
-def resize_face(image: np.ndarray, size: int, channels: int = 3, resize: str = "area") -> np.ndarray:
+def resize_face(
+    image: np.ndarray, size: int, channels: int = 3, resize: str = "area"
+) -> np.ndarray:
     """(size, size, channels) uint8 from a grey (H, W) or RGB (H, W, 3) image."""
     h, w = image.shape[:2]
     shrink = h > size or w > size

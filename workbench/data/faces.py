@@ -1,4 +1,5 @@
 """The one shape every loader returns: uint8 faces (grey or RGB), labels 0..6, a group id and an official split per face."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ class Faces:
     images: np.ndarray  # (N, S, S, C) uint8: C = 1 (grey) or 3 (RGB)
     labels: np.ndarray  # (N,) int64 in 0..6
     groups: np.ndarray  # (N,) str: faces sharing a group come from one source image
-    splits: np.ndarray  # (N,) str: the dataset's own split ("train"/"val"/"test") or "" if it has none
+    splits: (
+        np.ndarray
+    )  # (N,) str: the dataset's own split ("train"/"val"/"test") or "" if it has none
     ids: np.ndarray  # (N,) str: where each face came from (file, row, box), for lineage and figures
     format: str = ""
     path: str = ""
@@ -30,8 +33,14 @@ class Faces:
 
     def __post_init__(self) -> None:
         n = len(self.images)
-        if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[-1] not in (1, 3):
-            raise ValueError(f"faces must be uint8 (N,S,S,1|3), got {self.images.dtype} {self.images.shape}")
+        if (
+            self.images.dtype != np.uint8
+            or self.images.ndim != 4
+            or self.images.shape[-1] not in (1, 3)
+        ):
+            raise ValueError(
+                f"faces must be uint8 (N,S,S,1|3), got {self.images.dtype} {self.images.shape}"
+            )
         for name in ("labels", "groups", "splits", "ids"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} faces")
@@ -39,7 +48,7 @@ class Faces:
     def __len__(self) -> int:
         return len(self.images)
 
-    def subset(self, index: np.ndarray) -> "Faces":
+    def subset(self, index: np.ndarray) -> Faces:
         return Faces(
             images=self.images[index],
             labels=self.labels[index],

@@ -1,4 +1,5 @@
 """FER-2013 CSV (`emotion,pixels,Usage`): 48x48 grayscale rows -> faces (grey or RGB); Usage gives the official split."""
+
 from __future__ import annotations
 
 import csv
@@ -45,18 +46,26 @@ def read_rows(path: Path) -> pd.DataFrame:
 
 def unreadable(path: Path, err: Exception) -> WorkbenchError:
     if isinstance(err, UnicodeDecodeError):
-        return WorkbenchError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start} of a block); save the CSV as UTF-8")
+        return WorkbenchError(
+            f"{path}: not UTF-8 text ({err.reason} at byte {err.start} of a block); save the CSV as UTF-8"
+        )
     if isinstance(err, EOFError):
-        return WorkbenchError(f"{path}: the file ends early ({err}); it is truncated, copy or download it again")
+        return WorkbenchError(
+            f"{path}: the file ends early ({err}); it is truncated, copy or download it again"
+        )
     if isinstance(err, pd.errors.ParserError):
-        return WorkbenchError(f"{path}: not a well-formed CSV ({str(err).strip().splitlines()[0]}); look for an unclosed quote")
+        return WorkbenchError(
+            f"{path}: not a well-formed CSV ({str(err).strip().splitlines()[0]}); look for an unclosed quote"
+        )
     return WorkbenchError(f"{path}: cannot read as CSV ({err})")
 
 
 def parse_pixels(text: str) -> np.ndarray | str:
     """A row's `pixels` -> integers, or why not. int32, not uint8: 300 must be refused, not wrapped to 44."""
     try:
-        values = np.fromstring(text, dtype=np.int32, sep=" ") if text.strip() else np.empty(0, np.int32)
+        values = (
+            np.fromstring(text, dtype=np.int32, sep=" ") if text.strip() else np.empty(0, np.int32)
+        )
     except ValueError:
         bad = next((t for t in text.split() if not t.isdigit()), text[:20])
         return f"pixel {bad!r} is not an integer 0..255"
@@ -119,7 +128,8 @@ def official_usage(column: pd.Series, path: Path) -> np.ndarray:
         first = int(np.flatnonzero(unknown.to_numpy())[0])
         raise WorkbenchError(
             f"{path}:{column.index[first] + 2}: Usage {text.iloc[first]!r} is not one of {', '.join(USAGE_TO_SPLIT)} "
-            f"({int(unknown.sum())} such rows); correct it, or empty the column to split at random")
+            f"({int(unknown.sum())} such rows); correct it, or empty the column to split at random"
+        )
     return split.fillna("").to_numpy()
 
 
@@ -130,8 +140,17 @@ def load_fer2013(path: Path, shape: FaceShape, workers: int | None, select=None)
     label_text = df["emotion"].str.strip()
     valid_label = label_text.isin([str(i) for i in range(NUM_CLASSES)]).to_numpy()
     pixels = df["pixels"].tolist()
-    decoded = [face for part in parallel_map(_decode_chunk, [(c, shape) for c in chunks(pixels, 1000)],
-                                             workers, f"decode {path.name}", "chunk") for face in part]
+    decoded = [
+        face
+        for part in parallel_map(
+            _decode_chunk,
+            [(c, shape) for c in chunks(pixels, 1000)],
+            workers,
+            f"decode {path.name}",
+            "chunk",
+        )
+        for face in part
+    ]
     usage = official_usage(df["Usage"], path) if "Usage" in df else np.full(len(df), "")
     keep, skipped = [], []
     for j, (row, face, ok) in enumerate(zip(index, decoded, valid_label)):

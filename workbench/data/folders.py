@@ -1,4 +1,5 @@
 """Class folders: `<root>/<class>/*.jpg|png`, optionally under `train/`, `val/`, `test/`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,10 +12,23 @@ from workbench.data.faces import Faces, Skipped
 from workbench.errors import WorkbenchError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-               "test": "test", "testing": "test"}
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
 CLASS_SYNONYMS = {name: i for i, name in enumerate(CLASS_NAMES)} | {
-    "anger": 0, "disgusted": 1, "fearful": 2, "happiness": 3, "sadness": 4, "surprised": 5, "calm": 6,
+    "anger": 0,
+    "disgusted": 1,
+    "fearful": 2,
+    "happiness": 3,
+    "sadness": 4,
+    "surprised": 5,
+    "calm": 6,
 }
 
 
@@ -37,11 +51,14 @@ def list_images(root: Path) -> tuple[list[tuple[Path, int, str]], list[Skipped]]
         others = [p.name for p in subdirs if p not in split_dirs]
         raise WorkbenchError(
             f"{root}: has split folders ({', '.join(p.name for p in split_dirs)}) beside other folders "
-            f"({', '.join(others[:4])}); move the class folders under the split folders, or rename the split folders")
+            f"({', '.join(others[:4])}); move the class folders under the split folders, or rename the split folders"
+        )
     layout = [(d, SPLIT_NAMES[d.name.lower()]) for d in split_dirs] if split_dirs else [(root, "")]
     items, skipped = [], []
     for base, split in layout:
-        for class_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for class_dir in sorted(
+            p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")
+        ):
             label = class_index(class_dir)
             for f in sorted(class_dir.iterdir()):
                 if f.suffix.lower() not in IMAGE_SUFFIXES:
@@ -49,9 +66,16 @@ def list_images(root: Path) -> tuple[list[tuple[Path, int, str]], list[Skipped]]
                 if f.is_file():  # follows links: False for a dangling link, a loop or a folder
                     items.append((f, label, split))
                 else:
-                    skipped.append(Skipped(str(f.relative_to(root)), "not a readable file (a folder, or a broken link)"))
+                    skipped.append(
+                        Skipped(
+                            str(f.relative_to(root)),
+                            "not a readable file (a folder, or a broken link)",
+                        )
+                    )
     if not items:
-        raise WorkbenchError(f"{root}: no images found (expected {root}/<class>/*.jpg, classes {', '.join(CLASS_NAMES)})")
+        raise WorkbenchError(
+            f"{root}: no images found (expected {root}/<class>/*.jpg, classes {', '.join(CLASS_NAMES)})"
+        )
     return items, skipped
 
 
@@ -85,5 +109,10 @@ class FoldersSource:
             ids=np.array([rel[i] for i in keep], dtype=str),
             format=self.format,
             path=str(root),
-            skipped=self.not_files + [Skipped(rel[i], "unreadable image") for i, face in enumerate(decoded) if face is None],
+            skipped=self.not_files
+            + [
+                Skipped(rel[i], "unreadable image")
+                for i, face in enumerate(decoded)
+                if face is None
+            ],
         )

@@ -1,5 +1,6 @@
 """Models, by name. This module holds the facts the config needs without importing Keras; the builders
 are in one module each, and `workbench.models.registry.make_model` picks one."""
+
 from __future__ import annotations
 
 NAMES = ("reference", "vgg", "mini_xception")
@@ -11,7 +12,14 @@ DEFAULT_FILTERS = {
 }
 # What each model's options are (besides input shape and classes), so the config can pass only those.
 OPTIONS = {
-    "reference": ("filters", "conv_dropout", "dense_units", "dense_batchnorm", "dense_dropout", "bn_momentum"),
+    "reference": (
+        "filters",
+        "conv_dropout",
+        "dense_units",
+        "dense_batchnorm",
+        "dense_dropout",
+        "bn_momentum",
+    ),
     "vgg": ("filters", "conv_dropout", "dense_dropout", "bn_momentum"),
     "mini_xception": ("filters", "bn_momentum"),
 }
@@ -24,4 +32,8 @@ def min_image_size(name: str, filters: list[int] | None) -> int:
 
 def options_for(name: str, options: dict) -> dict:
     """The subset of `options` that model `name` takes; a null `filters` means the model's own."""
-    return {k: v for k, v in options.items() if k in OPTIONS[name] and not (k == "filters" and v is None)}
+    return {
+        k: v
+        for k, v in options.items()
+        if k in OPTIONS[name] and not (k == "filters" and v is None)
+    }

@@ -3,6 +3,7 @@
 `dense_batchnorm=True` adds the BatchNormalization between the dense layer and its dropout that the
 original's scoring model had (its layer-name counters: 6 BatchNormalization for 5 conv blocks).
 """
+
 from __future__ import annotations
 
 import keras
@@ -12,8 +13,16 @@ from workbench.models import DEFAULT_FILTERS
 FILTERS = DEFAULT_FILTERS["reference"]
 
 
-def make_model(input_shape: tuple[int, int, int], num_classes: int, filters=FILTERS, bn_momentum: float = 0.99, conv_dropout: float = 0.25,
-               dense_units: int = 1024, dense_batchnorm: bool = False, dense_dropout: float = 0.5) -> keras.Model:
+def make_model(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    filters=FILTERS,
+    bn_momentum: float = 0.99,
+    conv_dropout: float = 0.25,
+    dense_units: int = 1024,
+    dense_batchnorm: bool = False,
+    dense_dropout: float = 0.5,
+) -> keras.Model:
     inputs = keras.Input(shape=input_shape, name="image")
     x = keras.layers.Rescaling(1.0 / 255, name="scale")(inputs)
     for i, n in enumerate(filters, start=1):
@@ -26,5 +35,7 @@ def make_model(input_shape: tuple[int, int, int], num_classes: int, filters=FILT
     if dense_batchnorm:
         x = keras.layers.BatchNormalization(momentum=bn_momentum, name="dense_bn")(x)
     x = keras.layers.Dropout(dense_dropout, name="dense_dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="expression")(x)
+    outputs = keras.layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name="expression"
+    )(x)
     return keras.Model(inputs, outputs, name="reference_cnn")

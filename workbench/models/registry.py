@@ -3,6 +3,7 @@
 Every model takes raw 0..255 faces (float32, grey or RGB): scaling is its first layer, so a logged
 model needs no preprocessing. Its softmax is float32 whatever the precision policy.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -19,7 +20,9 @@ BUILDERS: dict[str, Callable[..., keras.Model]] = {
 }
 
 
-def make_model(name: str, input_shape: tuple[int, int, int], num_classes: int, **options) -> keras.Model:
+def make_model(
+    name: str, input_shape: tuple[int, int, int], num_classes: int, **options
+) -> keras.Model:
     if name not in BUILDERS:
         raise WorkbenchError(f"model.name: unknown model {name!r} (known: {', '.join(BUILDERS)})")
     return BUILDERS[name](input_shape, num_classes, **options)
