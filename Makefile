@@ -28,8 +28,11 @@ sweep: setup
 ## The original project's protocol (SMOTE before the split) and its honest twin, compared.
 ## make reproduce-65 EXPW=/path/to/ExpW | DATA=fer2013 [FER=/path/fer2013.csv] ; EPOCHS=1 for a quick pass
 DATA ?= expw
+# Where FER-2013 lies on this project's machines (beside the clone); FER=... for yours.
+FER_DEFAULT := ../shared/data/fer2013/fer2013.csv.gz
 reproduce-65: setup
-	$(BIN)/python -m workbench.reproduce --data $(DATA) $(if $(EXPW),--path $(EXPW)) $(if $(FER),--path $(FER)) \
+	$(BIN)/python -m workbench.reproduce --data $(DATA) $(if $(EXPW),--path $(EXPW)) \
+		$(if $(filter fer2013,$(DATA)),--path $(or $(FER),$(FER_DEFAULT))) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(ARGS)
 
 ## The test suite (real data, real PostgreSQL, MLflow server and Chromium; about 12 minutes on 2 cores)

@@ -76,6 +76,19 @@ def test_honest_smote_touches_only_training_and_balances_it(fer):
         assert not smoted.synthetic[part].any()
         assert not any(i.startswith("smote(") for i in getattr(smoted, part).ids)
     assert smoted.train.images.dtype == np.uint8
+    assert plain.smote_k_used is None and smoted.smote_k_used == 5
+
+
+def test_smote_k_above_the_smallest_class_is_clamped_and_the_used_k_reported(expw):
+    counts = np.bincount(expw.labels, minlength=NUM_CLASSES)
+    smallest = int(counts[counts > 0].min())
+    prepared = prepare(
+        expw,
+        ExperimentConfig(
+            balance={"smote": True, "smote_k": 50}, protocol="original-smote-before-split"
+        ),
+    )
+    assert prepared.smote_k_used == smallest - 1 < 50
 
 
 def test_synthetic_faces_interpolate_two_real_training_faces_of_their_class(fer):

@@ -30,9 +30,9 @@ class _ParentTrackingSMOTE(SMOTE):
 class Balanced:
     faces: Faces  # the real faces first, then the synthetic ones
     synthetic: np.ndarray  # (N,) bool
-    parents: (
-        np.ndarray
-    )  # (N, 2) indices into the input faces of each synthetic face's parents; -1 for real ones
+    # (N, 2) indices into the input faces of each synthetic face's parents; -1 for real ones
+    parents: np.ndarray
+    k_used: int | None = None  # SMOTE's k as used: at most the smallest class's size - 1
 
 
 def smote(faces: Faces, k: int, seed: int) -> Balanced:
@@ -87,7 +87,7 @@ def smote(faces: Faces, k: int, seed: int) -> Balanced:
     )
     synthetic = np.zeros(len(y_res), dtype=bool)
     synthetic[n:] = True
-    return Balanced(combined, synthetic, parents)
+    return Balanced(combined, synthetic, parents, k_used=k)
 
 
 def unchanged(faces: Faces) -> Balanced:

@@ -137,6 +137,8 @@ def run_experiment(
         with tracking.owned(checkpoints):
             if resume_run_id is None:
                 tracking.log_config(cfg, faces.path)
+                if prepared.smote_k_used is not None:
+                    mlflow.log_param("balance.smote_k_used", prepared.smote_k_used)
             lineage = tracking.log_dataset(
                 prepared.parts(),
                 prepared.synthetic,

@@ -15,7 +15,7 @@ import numpy as np
 from workbench import balance
 from workbench.config import ORIGINAL_PROTOCOL, ExperimentConfig
 from workbench.data.faces import SPLITS, Faces
-from workbench.split import honest_split, original_split
+from workbench.split import honest_split, original_split, split_method
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Prepared:
     # split -> (N, 2) indices into the loaded faces: a real face's own index twice, a synthetic face's
     # two SMOTE parents. Two items share an origin index exactly when SMOTE relates them (leakage.py).
     origins: dict[str, np.ndarray] | None = None
+    smote_k_used: int | None = None  # logged beside balance.smote_k, which it may undercut
 
     def parts(self) -> dict[str, Faces]:
         return {"train": self.train, "val": self.val, "test": self.test}
@@ -50,10 +51,10 @@ def prepare(faces: Faces, cfg: ExperimentConfig) -> Prepared:
             synthetic=synthetic,
             split_method="random 70/15/15 after resampling",
             origins={name: origins[split[name]] for name in SPLITS},
+            smote_k_used=pool.k_used,
         )
 
     split = honest_split(faces, cfg.split, cfg.seed)
-    official = cfg.split.use_official and faces.has_official_split
     train = faces.subset(split["train"])
     resampled = (
         balance.smote(train, cfg.balance.smote_k, cfg.seed) if smote else balance.unchanged(train)
@@ -68,12 +69,13 @@ def prepare(faces: Faces, cfg: ExperimentConfig) -> Prepared:
             "val": np.zeros(len(val), bool),
             "test": np.zeros(len(test), bool),
         },
-        split_method="dataset's own split" if official else "stratified, grouped by source image",
+        split_method=split_method(faces, cfg.split),
         origins={
             "train": _origins(resampled, split["train"]),
             "val": np.repeat(split["val"][:, None], 2, axis=1),
             "test": np.repeat(split["test"][:, None], 2, axis=1),
         },
+        smote_k_used=resampled.k_used,
     )
 
 

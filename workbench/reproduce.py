@@ -17,8 +17,6 @@ from workbench.cli import add_config_arguments, positive_int, quiet_tensorflow, 
 
 TARGET = 0.645
 EXPERIMENT = "reproduce-65"
-REPO = Path(__file__).resolve().parent.parent
-SHARED_FER = REPO.parent / "shared" / "data" / "fer2013" / "fer2013.csv.gz"
 EXPW_HOME = "http://mmlab.ie.cuhk.edu.hk/projects/socialrelation/index.html"
 
 
@@ -31,7 +29,7 @@ def parse_args(argv):
         "--path",
         default=None,
         help="ExpW: folder with label.lst (+ origin/ images or faces96/ crops) or the label.lst; "
-        "FER-2013: the CSV (default ../shared/data/fer2013/fer2013.csv.gz)",
+        "FER-2013: the CSV (make reproduce-65 DATA=fer2013 passes ../shared/data/fer2013/fer2013.csv.gz)",
     )
     parser.add_argument(
         "--epochs",
@@ -54,7 +52,12 @@ def data_overrides(args) -> tuple[list[str], list[str]]:
 
     notes = []
     if args.data == "fer2013":
-        path = Path(args.path) if args.path else SHARED_FER
+        if not args.path:
+            raise WorkbenchError(
+                "--data fer2013 needs --path to the FER-2013 CSV (make reproduce-65 DATA=fer2013 "
+                "uses ../shared/data/fer2013/fer2013.csv.gz, or FER=...)"
+            )
+        path = Path(args.path)
         if not path.is_file():
             raise WorkbenchError(
                 f"FER=...: {path} not found; pass the FER-2013 CSV (emotion,pixels,Usage), "

@@ -36,8 +36,21 @@ def grouped_holdout(
     return rest, held
 
 
+def uses_official_split(faces: Faces, cfg: SplitConfig) -> bool:
+    """The dataset's own split (FER-2013's Usage, train/val/test folders) is used when asked for and present."""
+    return cfg.use_official and faces.has_official_split
+
+
+def split_method(faces: Faces, cfg: SplitConfig) -> str:
+    return (
+        "dataset's own split"
+        if uses_official_split(faces, cfg)
+        else "stratified, grouped by source image"
+    )
+
+
 def honest_split(faces: Faces, cfg: SplitConfig, seed: int) -> Split:
-    if cfg.use_official and faces.has_official_split:
+    if uses_official_split(faces, cfg):
         split = {name: np.flatnonzero(faces.splits == name) for name in SPLITS}
         if len(split["val"]) == 0 and len(split["train"]):
             # e.g. train/ and test/ folders only: carve validation out of training, grouped.
