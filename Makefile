@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 ARGS   ?=
 
-.PHONY: setup run sweep reproduce-65 test test-fast lint format ui bench bench-sweep bench-predict clean-cache
+.PHONY: setup run sweep reproduce-65 test test-fast lint format ui dashboard bench bench-sweep bench-predict clean-cache
 
 setup: $(STAMP)
 
@@ -58,6 +58,12 @@ ui: setup
 	@echo "MLflow UI: http://127.0.0.1:$(PORT)/\#/experiments?workflowType=machine_learning  (Ctrl-C stops it)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root ./mlruns/artifacts \
 		--host 127.0.0.1 --port $(PORT)
+
+## optuna-dashboard on the sweep storage (default ./mlruns/optuna.db; OPTUNA_STORAGE=... for another)
+DASH_PORT ?= 8080
+dashboard: setup
+	@echo "Optuna dashboard: http://127.0.0.1:$(DASH_PORT)  (Ctrl-C stops it)"
+	$(BIN)/optuna-dashboard $(or $(OPTUNA_STORAGE),sqlite:///mlruns/optuna.db) --host 127.0.0.1 --port $(DASH_PORT)
 
 ## Training throughput of each model, input form and precision vs the original way, and cache load times
 bench: setup

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import optuna
@@ -168,6 +170,56 @@ def test_default_space_draws_every_kind_of_value():
 class AlwaysPrune(optuna.pruners.BasePruner):
     def prune(self, study, trial) -> bool:
         return True
+
+
+def test_a_conditional_parameter_is_drawn_only_under_its_parent_choice(tmp_path):
+    space = write_space(
+        tmp_path / "space.yaml",
+        **{
+            "train.optimizer": {"choices": ["adamw", "sgd"]},
+            "train.momentum": {"low": 0.8, "high": 0.99, "when": {"train.optimizer": "sgd"}},
+            "train.weight_decay": {
+                "low": 1e-5,
+                "high": 1e-3,
+                "log": True,
+                "when": {"train.optimizer": ["adamw", "sgd"]},
+            },
+        },
+    )
+    spec, _ = load_spec(str(space))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = []
+    for _ in range(30):
+        trial = study.ask()
+        drawn.append(suggest(trial, spec))
+        study.tell(trial, 0.0)
+    sgd = [d for d in drawn if d["train.optimizer"] == "sgd"]
+    assert sgd and len(sgd) < len(drawn)  # both branches were taken
+    assert all(("train.momentum" in d) == (d["train.optimizer"] == "sgd") for d in drawn)
+    assert all("train.weight_decay" in d for d in drawn)
+
+
+@pytest.mark.parametrize(
+    "when, message",
+    [
+        (
+            {"train.optimizer": "sgd"},
+            "when train.optimizer: must name a choices parameter that has no when",
+        ),
+        ({"balance.smote": "maybe"}, "when balance.smote: 'maybe' is not one of its choices"),
+    ],
+)
+def test_conditions_must_name_an_earlier_choice(tmp_path, capsys, when, message):
+    space = write_space(
+        tmp_path / "space.yaml",
+        **{
+            "balance.smote": {"choices": [False, True]},
+            "train.momentum": {"low": 0.8, "high": 0.99, "when": when},
+        },
+    )
+    with pytest.raises(SystemExit):
+        sweep_main(["--space", str(space), "--trials", "1"])
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -447,3 +499,45 @@ def test_a_terminated_sweep_ends_its_runs_killed_and_its_trial_failed(tmp_path, 
     assert trial_run.info.status == "KILLED" and trial_run.data.tags["trial_state"] == "FAIL"
     (parent,) = runs(env["MLFLOW_TRACKING_URI"], "study", "term")
     assert parent.info.status == "KILLED"
+
+
+@pytest.mark.slow
+def test_make_dashboard_serves_a_real_study(tmp_path):
+    from servers import free_port
+
+    (tmp_path / "mlruns").mkdir()
+    study = optuna.create_study(
+        study_name="dash", storage=f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
+    )
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    port = free_port()
+    env = dict(os.environ, DASH_PORT=str(port))
+    proc = subprocess.Popen(
+        [
+            "make",
+            "-s",
+            "-C",
+            str(REPO),
+            "dashboard",
+            f"OPTUNA_STORAGE=sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline, body = time.monotonic() + 120, None
+        while body is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
+                    body = json.loads(r.read())
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None, "the dashboard did not answer"
+        (summary,) = body["study_summaries"]
+        assert summary["study_name"] == "dash"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -36,7 +36,9 @@ class _Strict(BaseModel):
 
 
 class Param(_Strict):
-    """A float/int range (low, high, optional log or step) or a list of choices."""
+    """A float/int range (low, high, optional log or step) or a list of choices; with `when`, drawn
+    only in trials where earlier parameters took the given values (a conditional space, e.g.
+    `train.momentum` only for `train.optimizer: sgd`). Not drawn, a key keeps the base config's value."""
 
     # int | float keeps `low: 1` an int (an integer range) and `low: 0.0` a float.
     low: int | float | None = None
@@ -44,6 +46,16 @@ class Param(_Strict):
     log: bool = False
     step: int | float | None = None
     choices: list[Any] | None = None
+    when: dict[str, Any] = Field(
+        default_factory=dict, description="key: value or [values] it needs"
+    )
+
+    def applies(self, drawn: dict[str, Any]) -> bool:
+        for key, wanted in self.when.items():
+            allowed = wanted if isinstance(wanted, list) else [wanted]
+            if key not in drawn or drawn[key] not in allowed:
+                return False
+        return True
 
     @model_validator(mode="after")
     def _range_or_choices(self) -> Param:
@@ -103,6 +115,26 @@ class SweepSpec(_Strict):
     )
     params: dict[str, Param] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _conditions_name_unconditional_choices(self) -> SweepSpec:
+        for key, param in self.params.items():
+            for parent, wanted in param.when.items():
+                found = self.params.get(parent)
+                if found is None or found.choices is None or found.when:
+                    raise ValueError(
+                        f"{key}: when {parent}: must name a choices parameter that has no when"
+                    )
+                for value in wanted if isinstance(wanted, list) else [wanted]:
+                    if value not in found.choices:
+                        raise ValueError(
+                            f"{key}: when {parent}: {value!r} is not one of its choices"
+                        )
+        return self
+
+    def in_draw_order(self) -> list[tuple[str, Param]]:
+        """Unconditional parameters first (file order), then those that depend on them."""
+        return sorted(self.params.items(), key=lambda item: bool(item[1].when))
+
 
 def load_spec(name_or_path: str) -> tuple[SweepSpec, Path]:
     path = find_yaml(name_or_path, "sweep")
@@ -132,7 +164,13 @@ def check_space(spec: SweepSpec, base_tree: dict[str, Any], source: Path) -> Non
             )
         values = param.choices if param.choices is not None else [param.low, param.high]
         for value in values:
-            tree = set_dotted(copy.deepcopy(base_tree), key, _typed(param, value))
+            tree = copy.deepcopy(base_tree)
+            for (
+                parent,
+                wanted,
+            ) in param.when.items():  # checked as it will be drawn: under its condition
+                set_dotted(tree, parent, wanted[0] if isinstance(wanted, list) else wanted)
+            tree = set_dotted(tree, key, _typed(param, value))
             try:
                 config_from_dict(tree, f"{source}: params.{key}")
             except WorkbenchError as err:
@@ -150,7 +188,9 @@ def _typed(param: Param, value: Any) -> Any:
 def suggest(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:
     """The trial's values for every swept key, drawn through Optuna's own suggest API."""
     values = {}
-    for key, p in spec.params.items():
+    for key, p in spec.in_draw_order():
+        if not p.applies(values):
+            continue  # Optuna's define-by-run: this trial's space simply lacks it
         if p.choices is not None:
             values[key] = trial.suggest_categorical(key, p.choices)
         elif _is_int(p):
