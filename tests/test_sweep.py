@@ -308,6 +308,20 @@ def test_sweep_resumes_nests_runs_and_retrains_the_best(tmp_path, env):
     assert best.train.learning_rate == pytest.approx(study.best_params["train.learning_rate"])
     assert best.data.max_faces == 280  # the --set values of the sweep are part of the best config
     assert "best config retrained" in out
+    # The study's own page: best trial, counts, epochs saved, the retrained best on test beside chance.
+    page = Path(
+        client.download_artifacts(latest.info.run_id, "study/report.html", str(tmp_path))
+    ).read_text()
+    for text in (
+        "Study s1",
+        "3 finished",
+        "without pruning",
+        f"best trial</th><td>{study.best_trial.number}:",
+        "retrained best on test",
+        best_runs[0].info.run_id,
+        "chance 0.",
+    ):
+        assert text in page, text
 
     # Asking again for 3 trials: nothing left to do, nothing duplicated.
     run_sweep(tmp_path, env, *common, "--trials", "3")

@@ -412,6 +412,8 @@ class Sweep:
         final = None
         if done and not self.args.no_final:
             final = self.retrain_best(study, parent.info.run_id)
+        if done:
+            self.log_report(study, parent.info.run_id, final)
         self.print_summary(study, final, experiment_id)
         return 0
 
@@ -489,6 +491,62 @@ class Sweep:
                 (Path(tmp) / "figures_skipped.txt").write_text("\n".join(notes) + "\n")
             mlflow.log_artifacts(tmp, "study")
 
+    def log_report(self, study, parent_run_id: str, final) -> None:
+        """study/report.html on the parent run: the best trial, the trial counts, the epochs pruning
+        saved, how the retrained best did on test (beside chance), and Optuna's figures."""
+        from workbench.figures import header_table, write_report
+        from workbench.metrics import chance_verdict
+        from workbench.study_report import study_figures
+
+        metric = self.spec.objective.metric
+        finished = self.states(study, FINISHED)
+        pruned = self.states(study, ("PRUNED",))
+        trained = sum(len(t.intermediate_values) for t in finished)
+        full = sum(int(t.params.get("train.epochs", self.base.train.epochs)) for t in finished)
+        rows = [
+            ("study", f"{self.study_name} ({self.masked_storage()})"),
+            (
+                "trials",
+                f"{len(finished)} finished: {len(finished) - len(pruned)} complete, {len(pruned)} pruned, "
+                f"{len(self.states(study, ('FAIL',)))} failed",
+            ),
+            (
+                "epochs",
+                f"{trained} trained of {full} without pruning ({1 - trained / max(full, 1):.0%} saved)",
+            ),
+        ]
+        warnings = []
+        if self.best_value(study) is not None:
+            best = study.best_trial
+            rows += [
+                ("best trial", f"{best.number}: {metric} {best.value:.4f} (validation)"),
+                ("its parameters", _describe(best.params)),
+            ]
+        if final:
+            result, _ = final
+            m = result.metrics
+            verdict = chance_verdict(m)
+            rows.append(
+                (
+                    "retrained best on test",
+                    f"accuracy {m['test_accuracy']:.4f}, macro-F1 {m['test_macro_f1']:.4f} "
+                    f"(chance {verdict.chance:.3f}; run {result.run_id})",
+                )
+            )
+            if not verdict.beats:
+                warnings.append(
+                    f"The retrained best config does not beat chance ({verdict.chance:.3f})."
+                )
+        figs, _ = study_figures(study)
+        with tempfile.TemporaryDirectory() as tmp:
+            write_report(
+                figs,
+                Path(tmp) / "report.html",
+                f"Study {self.study_name}",
+                header_table(rows, warnings),
+            )
+            self.client.log_artifacts(parent_run_id, tmp, "study")
+
     def retrain_best(self, study, parent_run_id: str):
         """Once per study: the best trial's config trained again and evaluated once on test, as its own run."""
         from workbench.experiment import run_experiment
@@ -500,8 +558,11 @@ class Sweep:
         if study.user_attrs.get("final_trial") == best.number:
             return None  # another worker (or an earlier session) already did it
         study.set_user_attr("final_trial", best.number)
-        cfg = trial_config(self.base_tree, {k: best.params[k] for k in self.spec.params})
-        cfg.tracking.run_name = f"{self.study_name} · best (trial {best.number}) retrained"
+        # best.params holds only what its trial drew (a conditional parameter may be absent)
+        cfg = trial_config(
+            self.base_tree, {k: v for k, v in best.params.items() if k in self.spec.params}
+        )
+        cfg.tracking.run_name = f"best of {self.study_name} (trial {best.number}) retrained"
         result = run_experiment(
             cfg,
             tags={
