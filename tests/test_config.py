@@ -38,7 +38,7 @@ def test_flat_params_cover_every_key():
     assert (
         flat["train.epochs"] == load_config("baseline").train.epochs
         and flat["model.name"] == "reference"
-        and flat["augment.strength"] == 1.0
+        and flat["augment.strength"] == 0.0
         and "data.min_confidence" in flat
     )
 
