@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import TINY
 
 from workbench.data import SAMPLE_EXPW
 from workbench.data.decode import read_rgb
@@ -19,13 +20,6 @@ from workbench.predict import main as predict_main
 pytestmark = pytest.mark.slow  # trains and registers a model first
 
 ORIGIN = SAMPLE_EXPW.parent / "origin"
-TINY = [
-    "data.max_faces=280",
-    "data.image_size=32",
-    "model.filters=[8,16,16,16,16]",
-    "model.dense_units=32",
-    "train.epochs=1",
-]
 
 
 @pytest.fixture(scope="module")

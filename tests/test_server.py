@@ -15,17 +15,11 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from conftest import TINY
 from servers import free_port, missing
 
 pytestmark = pytest.mark.slow  # PostgreSQL, an MLflow server and a browser
 
-TINY = [
-    "data.max_faces=280",
-    "data.image_size=32",
-    "model.filters=[8,16,16,16,16]",
-    "model.dense_units=32",
-    "train.epochs=1",
-]
 RUN_NAMES = ("server run lr 0.001", "server run lr 0.003")
 
 

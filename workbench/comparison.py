@@ -216,6 +216,10 @@ def _score(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"  # "-": no such test items under this protocol
 
 
+def _grouped(fig: go.Figure, title: str, **axes) -> None:
+    fig.update_layout(title=title, barmode="group", width=900, height=450, **axes)
+
+
 def comparison_figures(results, leaks) -> dict[str, go.Figure]:
     roles = list(results)
     headline = go.Figure(
@@ -228,13 +232,7 @@ def comparison_figures(results, leaks) -> dict[str, go.Figure]:
             for r in roles
         ]
     )
-    headline.update_layout(
-        title="Test metrics: original vs honest protocol",
-        barmode="group",
-        yaxis_range=[0, 1],
-        width=900,
-        height=450,
-    )
+    _grouped(headline, "Test metrics: original vs honest protocol", yaxis_range=[0, 1])
     per_class = go.Figure(
         [
             go.Bar(
@@ -253,9 +251,7 @@ def comparison_figures(results, leaks) -> dict[str, go.Figure]:
             )
         ]
     )
-    per_class.update_layout(
-        title="Per-class test F1", barmode="group", yaxis_range=[0, 1], width=900, height=450
-    )
+    _grouped(per_class, "Per-class test F1", yaxis_range=[0, 1])
     leak = go.Figure(
         [
             go.Bar(
@@ -264,13 +260,7 @@ def comparison_figures(results, leaks) -> dict[str, go.Figure]:
             for r in roles
         ]
     )
-    leak.update_layout(
-        title="Leakage into the test set",
-        barmode="group",
-        yaxis_tickformat=".0%",
-        width=900,
-        height=450,
-    )
+    _grouped(leak, "Leakage into the test set", yaxis_tickformat=".0%")
     by_leak = go.Figure(
         [
             go.Bar(
@@ -281,13 +271,7 @@ def comparison_figures(results, leaks) -> dict[str, go.Figure]:
             for r in roles
         ]
     )
-    by_leak.update_layout(
-        title="Test accuracy on leaked (synthetic) vs clean test items",
-        barmode="group",
-        yaxis_range=[0, 1],
-        width=900,
-        height=450,
-    )
+    _grouped(by_leak, "Test accuracy on leaked (synthetic) vs clean test items", yaxis_range=[0, 1])
     return {
         "metrics": headline,
         "per_class_f1": per_class,
