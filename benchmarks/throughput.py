@@ -86,12 +86,19 @@ def original_flow(images: np.ndarray, labels: np.ndarray, batch_size: int, seed:
         zoom_range=ORIGINAL.zoom,
         horizontal_flip=True,
     )
-    return gen.flow(
+    flow = gen.flow(
         images.astype(np.float32),
         tf.keras.utils.to_categorical(labels, NUM_CLASSES),
         batch_size=batch_size,
         seed=seed,
     )
+
+    def forever():  # a fit longer than one pass must not run out of batches (as the original's did)
+        while True:
+            for i in range(len(flow)):
+                yield flow[i]
+
+    return forever()
 
 
 class BatchClock(keras.callbacks.Callback):
