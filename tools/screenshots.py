@@ -107,7 +107,7 @@ def main() -> int:
             for (
                 column
             ) in COLUMNS:  # what a reader wants beside each run (the UI remembers the choice)
-                page.get_by_role("button", name="Columns").click()
+                page.get_by_role("button", name="Columns").first.click()
                 page.get_by_placeholder("Search").fill(column)
                 try:
                     page.get_by_text(column, exact=True).last.click(timeout=5_000)
