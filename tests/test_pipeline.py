@@ -205,6 +205,14 @@ def test_config_refuses_an_image_the_model_cannot_take():
     with pytest.raises(WorkbenchError, match="at least 1 filter"):
         load_config("baseline", ["model.filters=[0]"])
     assert load_config("baseline", ["data.image_size=16", "model.name=vgg"]).model.name == "vgg"
+    with pytest.raises(
+        WorkbenchError, match=r"data.image_size 48 is too small for model reference with 7 blocks"
+    ):
+        load_config("baseline", ["model.filters=[8,8,8,8,8,8,8]"])
+    with pytest.raises(
+        WorkbenchError, match=r"seed: Input should be greater than or equal to 0 \(got -1\)"
+    ):
+        load_config("baseline", ["seed=-1"])
 
 
 def test_mixed_precision_keeps_the_softmax_float32_and_restores_the_policy():
