@@ -15,6 +15,7 @@ import optuna
 import pytest
 import yaml
 from mlflow import MlflowClient
+from sqlalchemy.exc import OperationalError
 
 from workbench.config import load_config
 from workbench.search_space import load_spec, suggest
@@ -493,9 +494,14 @@ def test_a_terminated_sweep_ends_its_runs_killed_and_its_trial_failed(tmp_path, 
     deadline = time.monotonic() + 180
     try:
         while time.monotonic() < deadline and proc.poll() is None:
+            if not (
+                tmp_path / "mlruns" / "optuna.db"
+            ).exists():  # the sweep creates it (and its folder)
+                time.sleep(0.3)
+                continue
             try:
                 trials = optuna.load_study(study_name="term", storage=storage).trials
-            except KeyError:
+            except (KeyError, OperationalError):  # the study or its tables are not created yet
                 trials = []
             if any("mlflow_run_id" in t.user_attrs for t in trials):
                 break
