@@ -35,7 +35,7 @@ reproduce-65: setup
 		$(if $(filter fer2013,$(DATA)),--path $(or $(FER),$(FER_DEFAULT))) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(ARGS)
 
-## ruff, then the test suite (real data, PostgreSQL, MLflow server, Chromium; about 16 minutes on 2 cores)
+## ruff, then the test suite (real data, PostgreSQL, MLflow server, Chromium; 15-19 minutes on 2 cores)
 test: setup lint
 	$(BIN)/python -m pytest -q
 
