@@ -226,13 +226,13 @@ def _stop_renderer() -> None:
 PLOTLY_JS = "plotly.min.js"
 
 
-def _page(title: str, body: str, plotly_js: str) -> str:
-    """A page that loads plotly.js from `plotly_js` (a file beside it, so it works offline) and, where
-    that file is not reachable (an HTML view that does not serve the folder), from plotly's CDN."""
+def _page(title: str, body: str, local_js: bool) -> str:
+    """A page that loads plotly.js from PLOTLY_JS beside it when `local_js` (so it works offline) and,
+    where that is absent or not served (the UI's HTML preview), from plotly's CDN."""
     cdn = f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
-    loader = (
-        f"<script src='{plotly_js}'></script>" if plotly_js != cdn else ""
-    ) + f"<script>window.Plotly || document.write(\"<script src='{cdn}'><\\/script>\")</script>"
+    loader = (f"<script src='{PLOTLY_JS}'></script>" if local_js else "") + (
+        f"<script>window.Plotly || document.write(\"<script src='{cdn}'><\\/script>\")</script>"
+    )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{loader}"
         f"<style>{STYLE}</style></head><body>{body}</body></html>"
@@ -254,12 +254,11 @@ def write_figures(
     runs) the pages load it from plotly's CDN and the PNGs are the offline view."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [ensure_plotly_js(out_dir)] if offline else []
-    source = PLOTLY_JS if offline else f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
     for name, fig in figs.items():
         page = _page(
             fig.layout.title.text or name,
             fig.to_html(full_html=False, include_plotlyjs=False),
-            source,
+            local_js=offline,
         )
         (out_dir / f"{name}.html").write_text(page)
         written.append(out_dir / f"{name}.html")
@@ -299,5 +298,5 @@ def write_report(figs: dict[str, go.Figure], path: Path, title: str, header: str
     ensure_plotly_js(path.parent)
     parts = [f"<h1>{html.escape(title)}</h1>", header]
     parts += [fig.to_html(full_html=False, include_plotlyjs=False) for fig in figs.values()]
-    path.write_text(_page(title, "".join(parts), PLOTLY_JS))
+    path.write_text(_page(title, "".join(parts), local_js=True))
     return path
