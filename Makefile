@@ -26,14 +26,16 @@ sweep: setup
 	$(BIN)/python -m workbench.sweep --trials $(TRIALS) $(ARGS)
 
 ## The original project's protocol (SMOTE before the split) and its honest twin, compared.
-## make reproduce-65 EXPW=/path/to/ExpW | DATA=fer2013 [FER=/path/fer2013.csv] ; EPOCHS=1 for a quick pass
+## make reproduce-65 EXPW=/path/to/ExpW [CROPS=/path/to/crops] | DATA=fer2013 [FER=/path/fer2013.csv] ;
+## EPOCHS=1 for a quick pass. CROPS: face crops cut by label.lst's boxes, used instead of the photos
+## (this project's ExpW subset: make reproduce-65 EXPW=../shared/data/expw CROPS=../shared/data/expw/faces96)
 DATA ?= expw
 # Where FER-2013 lies on this project's machines (beside the clone); FER=... for yours.
 FER_DEFAULT := ../shared/data/fer2013/fer2013.csv.gz
 reproduce-65: setup
 	$(BIN)/python -m workbench.reproduce --data $(DATA) $(if $(EXPW),--path $(EXPW)) \
 		$(if $(filter fer2013,$(DATA)),--path $(or $(FER),$(FER_DEFAULT))) \
-		$(if $(EPOCHS),--epochs $(EPOCHS)) $(ARGS)
+		$(if $(CROPS),--set data.crops_dir=$(CROPS)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(ARGS)
 
 ## ruff, then the test suite (real data, PostgreSQL, MLflow server, Chromium; 15-19 minutes on 2 cores)
 test: setup lint

@@ -1,5 +1,5 @@
 """Prediction speed on this machine: face detection (images/s), classification (faces/s, batched as
-workbench.predict does vs one face per model.predict call, the naive way), and a video end to end
+workbench.serve.predict does vs one face per model.predict call, the naive way), and a video end to end
 (frames/s). Uses the reference CNN (speed does not depend on its weights) and the shipped ExpW photos.
 
     python benchmarks/predict_speed.py [--json benchmarks/results/predict_speed.json]
@@ -19,11 +19,11 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
+from workbench.core.models.registry import make_model  # noqa: E402
 from workbench.data import SAMPLE_EXPW  # noqa: E402
 from workbench.data.decode import read_rgb, resize_face  # noqa: E402
 from workbench.files import write_json_atomic  # noqa: E402
-from workbench.models.registry import make_model  # noqa: E402
-from workbench.predict import Predictor  # noqa: E402
+from workbench.serve.predict import Predictor  # noqa: E402
 
 
 def main() -> int:
@@ -70,7 +70,7 @@ def main() -> int:
     rows = [
         ("face detection, images/s (shipped ExpW photos)", detect_ips),
         ("classification, faces/s, one face per model.predict (naive)", naive_fps),
-        ("classification, faces/s, batches of 64 (workbench.predict)", batched_fps),
+        ("classification, faces/s, batches of 64 (workbench.serve.predict)", batched_fps),
         ("ratio batched / naive", batched_fps / naive_fps),
         (
             f"video end to end, frames/s (360x360, {n_faces / args.frames:.1f} faces a frame)",

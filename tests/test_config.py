@@ -8,7 +8,7 @@ def test_baseline_loads_with_reference_model():
     cfg = load_config("baseline")
     assert cfg.name == "baseline"
     assert cfg.model.name == "reference" and cfg.model.filters is None  # the model's own widths:
-    from workbench.models import DEFAULT_FILTERS
+    from workbench.core.models import DEFAULT_FILTERS
 
     assert DEFAULT_FILTERS["reference"] == (32, 64, 128, 256, 512)
     assert cfg.model.dense_units == 1024
@@ -125,4 +125,6 @@ def test_a_user_experiment_file_wins_over_the_shipped_one(tmp_path, monkeypatch)
     tree["train"]["epochs"] = shipped.train.epochs + 7
     (tmp_path / "experiments" / "baseline.yaml").write_text(yaml.safe_dump(tree))
     assert load_config("baseline").train.epochs == shipped.train.epochs + 7
-    assert load_config("fer2013").model.name == "vgg"  # not overridden here: the shipped one
+    assert (
+        load_config("fer2013").model.name == "mini_xception"
+    )  # not overridden here: the shipped one

@@ -8,12 +8,11 @@ from workbench.config import (
     ORIGINAL_PROTOCOL,
     DataConfig,
     ExperimentConfig,
-    SplitConfig,
     load_config,
 )
+from workbench.core.split import honest_split, original_split
 from workbench.data import SAMPLE_EXPW, load_faces
-from workbench.protocol import prepare
-from workbench.split import honest_split, original_split
+from workbench.experiment import prepare_faces
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +38,7 @@ def imbalanced(faces):
 
 
 def test_grouped_split_keeps_each_source_image_in_one_split(expw):
-    split = honest_split(expw, SplitConfig(), seed=3)
+    split = honest_split(expw, True, 0.15, 0.15, seed=3)
     sets = {k: set(expw.groups[v]) for k, v in split.items()}
     assert (
         not (sets["train"] & sets["val"])
@@ -53,7 +52,7 @@ def test_grouped_split_keeps_each_source_image_in_one_split(expw):
 
 
 def test_official_split_is_used_when_present(fer):
-    split = honest_split(fer, SplitConfig(), seed=0)
+    split = honest_split(fer, True, 0.15, 0.15, seed=0)
     assert {k: len(v) for k, v in split.items()} == {"train": 2800, "val": 350, "test": 350}
     assert set(fer.splits[split["test"]]) == {"test"}
 
@@ -65,8 +64,8 @@ def test_original_split_is_70_15_15():
 
 def test_honest_smote_touches_only_training_and_balances_it(fer):
     faces = imbalanced(fer)
-    plain = prepare(faces, ExperimentConfig())
-    smoted = prepare(faces, ExperimentConfig(balance={"smote": True}))
+    plain = prepare_faces(faces, ExperimentConfig())
+    smoted = prepare_faces(faces, ExperimentConfig(balance={"smote": True}))
     counts = np.bincount(smoted.train.labels, minlength=NUM_CLASSES)
     assert counts.tolist() == [140] * NUM_CLASSES
     assert smoted.synthetic["train"].sum() == 7 * 140 - len(plain.train)
@@ -82,7 +81,7 @@ def test_honest_smote_touches_only_training_and_balances_it(fer):
 def test_smote_k_above_the_smallest_class_is_clamped_and_the_used_k_reported(expw):
     counts = np.bincount(expw.labels, minlength=NUM_CLASSES)
     smallest = int(counts[counts > 0].min())
-    prepared = prepare(
+    prepared = prepare_faces(
         expw,
         ExperimentConfig(
             balance={"smote": True, "smote_k": 50}, protocol="original-smote-before-split"
@@ -92,7 +91,7 @@ def test_smote_k_above_the_smallest_class_is_clamped_and_the_used_k_reported(exp
 
 
 def test_synthetic_faces_interpolate_two_real_training_faces_of_their_class(fer):
-    from workbench.balance import smote
+    from workbench.core.balance import smote
 
     train = imbalanced(fer).subset(np.flatnonzero(imbalanced(fer).splits == "train"))
     result = smote(train, k=5, seed=0)
@@ -113,7 +112,7 @@ def test_synthetic_faces_interpolate_two_real_training_faces_of_their_class(fer)
 
 def test_original_protocol_resamples_before_splitting(expw):
     cfg = ExperimentConfig(protocol=ORIGINAL_PROTOCOL, balance={"smote": True, "smote_k": 3})
-    prepared = prepare(expw, cfg)
+    prepared = prepare_faces(expw, cfg)
     total = sum(len(p) for p in prepared.parts().values())
     assert total == NUM_CLASSES * np.bincount(expw.labels).max()  # SMOTE saw every face
     assert (
@@ -122,7 +121,7 @@ def test_original_protocol_resamples_before_splitting(expw):
 
 
 def test_augment_strength_zero_is_identity_and_one_changes_faces(fer):
-    from workbench.augment import build_augmenter, training_dataset
+    from workbench.core.augment import build_augmenter, training_dataset
 
     images, labels = fer.images[:64], fer.labels[:64]
     assert build_augmenter(0.0, seed=0) is None
@@ -141,7 +140,7 @@ def test_augment_strength_zero_is_identity_and_one_changes_faces(fer):
 
 
 def test_reference_cnn_structure_follows_config():
-    from workbench.models.registry import make_model
+    from workbench.core.models.registry import make_model
 
     model = make_model("reference", (64, 64, 3), 7, conv_dropout=0.3, dense_dropout=0.4)
     convs = [l for l in model.layers if l.__class__.__name__ == "Conv2D"]
@@ -159,7 +158,7 @@ def test_reference_cnn_structure_follows_config():
 def test_reference_dense_batchnorm_matches_the_original_layer_counts():
     """The original's scoring model: 5 Conv2D, 6 BatchNormalization, 5 MaxPooling2D, 6 Dropout, 2 Dense,
     the sixth BatchNormalization between Dense(1024) and its Dropout."""
-    from workbench.models.registry import make_model
+    from workbench.core.models.registry import make_model
 
     model = make_model("reference", (64, 64, 3), 7, dense_batchnorm=True)
     kinds = [l.__class__.__name__ for l in model.layers]
@@ -187,7 +186,7 @@ def test_reference_dense_batchnorm_matches_the_original_layer_counts():
     "name, params", [("vgg", (1.15e6, 1.2e6)), ("mini_xception", (50e3, 65e3))]
 )
 def test_modern_models_take_grey_48_and_have_their_size(name, params):
-    from workbench.models.registry import flops_per_image, make_model
+    from workbench.core.models.registry import flops_per_image, make_model
 
     model = make_model(name, (48, 48, 1), 7)
     assert model.output_shape == (None, 7)
@@ -218,8 +217,8 @@ def test_config_refuses_an_image_the_model_cannot_take():
 def test_mixed_precision_keeps_the_softmax_float32_and_restores_the_policy():
     import keras
 
-    from workbench import recipe
-    from workbench.models.registry import make_model
+    from workbench.core import recipe
+    from workbench.core.models.registry import make_model
 
     with recipe.dtype_policy("mixed_bfloat16"):
         model = make_model("vgg", (48, 48, 1), 7)
@@ -231,7 +230,7 @@ def test_mixed_precision_keeps_the_softmax_float32_and_restores_the_policy():
 
 
 def test_cosine_schedule_warms_up_then_decays():
-    from workbench import recipe
+    from workbench.core import recipe
 
     lr = recipe.learning_rate("cosine", 1e-3, steps_per_epoch=10, epochs=10, warmup_epochs=2)
     values = [float(lr(step)) for step in (0, 10, 20, 60, 99)]

@@ -14,8 +14,8 @@ from conftest import TINY
 from workbench.data import SAMPLE_EXPW
 from workbench.data.decode import read_rgb
 from workbench.data.expw import parse_label_file
-from workbench.detect import Box, FaceDetector, iou
-from workbench.predict import main as predict_main
+from workbench.serve.detect import Box, FaceDetector, iou
+from workbench.serve.predict import main as predict_main
 
 pytestmark = pytest.mark.slow  # trains and registers a model first
 

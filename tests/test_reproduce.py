@@ -11,10 +11,11 @@ import pytest
 from mlflow import MlflowClient
 
 from workbench.config import HONEST_PROTOCOL, ORIGINAL_PROTOCOL, DataConfig, load_config
+from workbench.core.protocol import Prepared
 from workbench.data import SAMPLE_EXPW, load_faces
 from workbench.data.faces import Faces
-from workbench.leakage import accuracy_by_leak, leaked_items, measure
-from workbench.protocol import Prepared, prepare
+from workbench.experiment import prepare_faces
+from workbench.studies.leakage import accuracy_by_leak, leaked_items, measure
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,7 +34,7 @@ def reproduce_cfg(protocol: str):
 
 
 def test_original_protocol_resamples_before_it_splits(expw):
-    p = prepare(expw, reproduce_cfg(ORIGINAL_PROTOCOL))
+    p = prepare_faces(expw, reproduce_cfg(ORIGINAL_PROTOCOL))
     # SMOTE ran on every face: the pool is balanced across all three splits together ...
     counts = sum(np.bincount(getattr(p, s).labels, minlength=7) for s in ("train", "val", "test"))
     assert len(set(counts)) == 1 and counts[0] == np.bincount(expw.labels).max()
@@ -48,7 +49,7 @@ def test_original_protocol_resamples_before_it_splits(expw):
 
 
 def test_honest_protocol_splits_before_it_resamples(expw):
-    p = prepare(expw, reproduce_cfg(HONEST_PROTOCOL))
+    p = prepare_faces(expw, reproduce_cfg(HONEST_PROTOCOL))
     assert (
         p.synthetic["train"].any()
         and not p.synthetic["val"].any()

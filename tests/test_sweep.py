@@ -17,9 +17,9 @@ import yaml
 from mlflow import MlflowClient
 from sqlalchemy.exc import OperationalError
 
-from workbench.config import load_config
-from workbench.search_space import load_spec, suggest
-from workbench.sweep import main as sweep_main
+from workbench.config import load_config, load_tree
+from workbench.studies.search_space import base_values, load_spec, suggest, trial_config
+from workbench.studies.sweep import main as sweep_main
 
 REPO = Path(__file__).resolve().parent.parent
 # A small, fast model on a few hundred real faces: the sweep machinery is under test, not the model.
@@ -144,25 +144,38 @@ def test_unknown_keys_and_test_metrics_are_refused(tmp_path, capsys):
         assert message in capsys.readouterr().err
 
 
-def test_default_space_draws_every_kind_of_value():
+def test_default_space_draws_every_kind_of_value_and_holds_the_baseline():
     spec, _ = load_spec("sweep")
-    spec.params["train.epochs"] = type(spec.params["augment.strength"])(
-        low=1, high=3
-    )  # an integer range
-    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
-    values = suggest(trial, spec)
-    assert set(values) == {
-        "model.conv_dropout",
+    # the design's parameters, and the recipe's (issue: optimizer, weight decay, schedule, ...)
+    assert {
         "model.dense_dropout",
         "train.learning_rate",
         "augment.strength",
         "balance.smote",
-        "train.epochs",
-    }
-    assert 1e-4 <= values["train.learning_rate"] <= 3e-3 and isinstance(
-        values["balance.smote"], bool
-    )
-    assert isinstance(values["train.epochs"], int) and isinstance(values["augment.strength"], float)
+        "train.optimizer",
+        "train.weight_decay",
+        "train.schedule",
+        "train.label_smoothing",
+        "train.batch_size",
+        "model.name",
+    } <= set(spec.params)
+    spec.params["train.epochs"] = type(spec.params["augment.strength"])(
+        low=1, high=3
+    )  # an int range
+    base_tree, _ = load_tree("baseline")
+    for seed in range(20):
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask()
+        values = suggest(trial, spec)
+        assert isinstance(values["train.epochs"], int) and isinstance(values["balance.smote"], bool)
+        assert ("model.dense_dropout" in values) == (values["model.name"] == "reference")
+        assert ("train.momentum" in values) == (values["train.optimizer"] == "sgd")
+        trial_config(base_tree, values)  # every draw is a valid config
+    # trial 0 replays the baseline: its values are points of the space
+    base = base_values(load_spec("sweep")[0], base_tree)
+    assert base["model.name"] == "reference" and "train.momentum" not in base
+    for key, value in base.items():
+        p = spec.params[key]
+        assert value in p.choices if p.choices is not None else p.low <= value <= p.high, key
 
 
 # --- pruning ----------------------------------------------------------------------------------------
@@ -226,14 +239,17 @@ def test_conditions_must_name_an_earlier_choice(tmp_path, capsys, when, message)
 @pytest.mark.slow
 def test_pruned_trial_stops_training_after_the_epoch_it_was_pruned(tmp_path, tracking_store):
     from workbench.experiment import run_experiment
-    from workbench.pruning import OptunaReporter
+    from workbench.studies.pruning import OptunaReporter
 
-    cfg = load_config("baseline", TINY + ["train.epochs=4", f"data.cache_dir={tmp_path}"])
+    cfg = load_config(
+        "baseline",
+        TINY + ["train.epochs=4", f"data.cache_dir={tmp_path}", "purpose.role=trial"],
+    )
     trial = optuna.create_study(direction="maximize", pruner=AlwaysPrune()).ask()
     reporter = OptunaReporter(trial, "val_macro_f1")
-    result = run_experiment(cfg, callbacks=[reporter], light=True, evaluate_on="val", verbose=False)
+    result = run_experiment(cfg, callbacks=[reporter])
     assert reporter.pruned and result.metrics["epochs_run"] == 1
-    assert list(trial.study.trials[0].intermediate_values) == [0]
+    assert list(trial.study.trials[0].intermediate_values) == [1]  # step = epochs trained
     assert not any(
         k.startswith("test_") for k in result.metrics
     )  # trials never look at the test split

@@ -10,10 +10,10 @@ import pytest
 from conftest import REPO
 from mlflow import MlflowClient
 
-from workbench import tracking
 from workbench.errors import WorkbenchError
+from workbench.tracking import runs
 
-OPEN_STORE = "from workbench.tracking import configure; configure('race')"
+OPEN_STORE = "from workbench.tracking.runs import configure; configure('race')"
 
 
 @pytest.mark.slow
@@ -43,18 +43,18 @@ def test_a_read_only_store_is_a_one_line_error(read_only_dir, monkeypatch):
         match=rf"MLflow store {read_only_dir / 'mlruns'}: cannot write there "
         r"\(Read-only file system\); run from a writable folder",
     ):
-        tracking.configure("baseline")
+        runs.configure("baseline")
 
 
 def test_store_addresses_are_shown_without_their_password():
     uri = "postgresql+psycopg://fer:s3cret@db.example:5432/mlflow"
-    assert tracking.display_uri(uri) == "postgresql+psycopg://fer:***@db.example:5432/mlflow"
-    assert "s3cret" not in tracking.ui_command(uri)
-    assert tracking.display_uri("sqlite:///mlruns/mlflow.db") == "sqlite:///mlruns/mlflow.db"
+    assert runs.display_uri(uri) == "postgresql+psycopg://fer:***@db.example:5432/mlflow"
+    assert "s3cret" not in runs.ui_command(uri)
+    assert runs.display_uri("sqlite:///mlruns/mlflow.db") == "sqlite:///mlruns/mlflow.db"
 
 
 def test_new_experiments_open_in_the_model_training_view(tracking_store):
-    experiment_id = tracking.configure("kind-check")
+    experiment_id = runs.configure("kind-check")
     assert (
         mlflow.get_experiment(experiment_id).tags["mlflow.experimentKind"]
         == "custom_model_development"

@@ -8,8 +8,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from workbench.core.models import min_image_size
 from workbench.errors import WorkbenchError
-from workbench.models import min_image_size
 
 # Experiment and sweep files: the user's ./experiments first, then the ones shipped with the package
 # (inside it when installed from a wheel, beside it in a source checkout).
@@ -155,6 +155,31 @@ class TrackingConfig(_Section):
     log_model: bool = True
 
 
+class PurposeConfig(_Section):
+    """What a run is for. `workbench.run` leaves the default (an experiment); the orchestrators set it
+    (a sweep's trial, a reproduce arm). The one run path reads everything it does differently from here:
+    - experiment: tested once on the test split, every artifact, resumable;
+    - trial: scored on validation (the test split is never touched), light artifacts, not resumable;
+    - arm: one of a comparison's runs: like an experiment, nested under its comparison's run."""
+
+    role: Literal["experiment", "trial", "arm"] = "experiment"
+    parent_run_id: str | None = Field(None, description="the MLflow run this one is nested under")
+    tags: dict[str, str] = Field(default_factory=dict, description="MLflow tags the caller adds")
+
+    @property
+    def evaluate_on(self) -> Literal["test", "val"]:
+        return "val" if self.role == "trial" else "test"
+
+    @property
+    def light(self) -> bool:
+        """No model, face grids, per-face manifest or report page: a study runs many of these."""
+        return self.role == "trial"
+
+    @property
+    def resumable(self) -> bool:
+        return self.role != "trial"
+
+
 class ExperimentConfig(_Section):
     name: str = "baseline"
     protocol: Literal["split-then-resample", "original-smote-before-split"] = HONEST_PROTOCOL
@@ -166,6 +191,7 @@ class ExperimentConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    purpose: PurposeConfig = Field(default_factory=PurposeConfig)
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> ExperimentConfig:

@@ -19,17 +19,19 @@ import mlflow
 import numpy as np
 import tensorflow as tf
 
-from workbench import NUM_CLASSES, figures, recipe, tracking
-from workbench.augment import Ranges
-from workbench.balance import class_weights
+from workbench import NUM_CLASSES
 from workbench.config import ExperimentConfig
+from workbench.core import recipe
+from workbench.core.augment import Ranges
+from workbench.core.balance import class_weights
+from workbench.core.metrics import Evaluation, chance_levels, chance_verdict, evaluate
+from workbench.core.models import options_for
+from workbench.core.models.registry import flops_per_image, make_model
+from workbench.core.protocol import Prepared, prepare
+from workbench.core.train import FitResult, fit
 from workbench.data import load_faces
 from workbench.data.faces import Faces
-from workbench.metrics import Evaluation, chance_levels, chance_verdict, evaluate
-from workbench.models import options_for
-from workbench.models.registry import flops_per_image, make_model
-from workbench.protocol import Prepared, prepare
-from workbench.train import FitResult, fit
+from workbench.tracking import figures, runs
 
 
 @dataclass
@@ -42,6 +44,7 @@ class RunResult:
     lineage: dict
     model_uri: str | None
     tracking_uri: str
+    prepared: Prepared  # the faces as split and balanced: a comparison measures its leak on them
     resumed_from: int = 0
 
 
@@ -51,9 +54,19 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def load_and_prepare(cfg: ExperimentConfig) -> tuple[Faces, Prepared]:
-    faces = load_faces(cfg.data, cfg.seed)
-    return faces, prepare(faces, cfg)
+def prepare_faces(faces: Faces, cfg: ExperimentConfig) -> Prepared:
+    """The config's protocol, split and balance settings, as the plain values protocol.prepare takes."""
+    b, sp = cfg.balance, cfg.split
+    return prepare(
+        faces,
+        cfg.protocol,
+        cfg.seed,
+        smote=b.smote,
+        smote_k=b.smote_k,
+        use_official=sp.use_official,
+        val_fraction=sp.val_fraction,
+        test_fraction=sp.test_fraction,
+    )
 
 
 def resume_key(cfg: ExperimentConfig, data_digest: str) -> str:
@@ -95,26 +108,22 @@ def predict(
 def run_experiment(
     cfg: ExperimentConfig,
     callbacks: Sequence[keras.callbacks.Callback] = (),
-    nested: bool = False,
-    light: bool = False,
-    tags: dict[str, str] | None = None,
-    data: tuple[Faces, Prepared] | None = None,
-    evaluate_on: str = "test",
-    verbose: bool = True,
     resume_run_id: str | None = None,
 ) -> RunResult:
-    """Train and evaluate cfg as one MLflow run. `light` (sweep trials) skips the heavier artifacts:
-    the model, the face grids, the per-face manifest and the offline report page, and checkpoints.
-    `evaluate_on="val"` (sweep trials) never touches the test split: choices are made on validation."""
+    """Train and evaluate cfg as one MLflow run. What the run is for (`cfg.purpose`) decides the rest:
+    a trial is scored on validation (never the test split), logs the light artifacts and is not
+    resumable; an experiment or a comparison's arm is tested once, logs everything (the model, face
+    grids, per-face manifest, report page) and checkpoints every epoch. `callbacks` are Keras' (a
+    sweep's pruning reporter)."""
+    purpose = cfg.purpose
+    split_name, light = purpose.evaluate_on, purpose.light
     seed_everything(cfg.seed, cfg.train.deterministic)
-    faces, prepared = data or load_and_prepare(
-        cfg
-    )  # before the run: bad data never leaves a FAILED run
-    experiment_id = tracking.configure(cfg.experiment_name)
+    faces = load_faces(cfg.data, cfg.seed)  # before the run: bad data never leaves a FAILED run
+    prepared = prepare_faces(faces, cfg)
+    experiment_id = runs.configure(cfg.experiment_name)
     key = resume_key(cfg, faces.digest)
-    resumable = not nested and not light
-    if resume_run_id is None and resumable:
-        resume_run_id = tracking.find_resumable_run(experiment_id, key)
+    if resume_run_id is None and purpose.resumable:
+        resume_run_id = runs.find_resumable_run(experiment_id, key)
     precision = recipe.resolve_precision(cfg.train.precision)
     run_tags = {
         "protocol": cfg.protocol,
@@ -122,24 +131,28 @@ def run_experiment(
         "dataset_digest": faces.digest[:16],
         "model": cfg.model.name,
         "precision": precision,
+        "purpose": purpose.role,
         "resume_key": key,
-        **tracking.git_state(),
-        **tracking.package_versions(),
-        **(tags or {}),
+        **runs.git_state(),
+        **runs.package_versions(),
+        **purpose.tags,
     }
-    with tracking.tracked_run(
-        cfg.tracking.run_name or cfg.name, nested=nested, tags=run_tags, run_id=resume_run_id
+    with runs.tracked_run(
+        cfg.tracking.run_name or cfg.name,
+        parent_run_id=purpose.parent_run_id,
+        tags=run_tags,
+        run_id=resume_run_id,
     ) as run:
         run_id = run.info.run_id
         if resume_run_id is not None:
             print(f"resuming MLflow run {run_id} from its last finished epoch")
-        checkpoints = tracking.checkpoint_dir(run_id) if resumable else None
-        with tracking.owned(checkpoints):
+        checkpoints = runs.checkpoint_dir(run_id) if purpose.resumable else None
+        with runs.owned(checkpoints):
             if resume_run_id is None:
-                tracking.log_config(cfg, faces.path)
+                runs.log_config(cfg, faces.path)
                 if prepared.smote_k_used is not None:
                     mlflow.log_param("balance.smote_k_used", prepared.smote_k_used)
-            lineage = tracking.log_dataset(
+            lineage = runs.log_dataset(
                 prepared.parts(),
                 prepared.synthetic,
                 faces,
@@ -159,21 +172,27 @@ def run_experiment(
                 )
             started = time.perf_counter()
             result = train(
-                model, cfg, prepared, callbacks, checkpoints, tracking.epoch_logger(run_id), verbose
+                model,
+                cfg,
+                prepared,
+                callbacks,
+                checkpoints,
+                runs.epoch_logger(run_id),
+                verbose=not light,
             )
             train_seconds = time.perf_counter() - started
             epochs_run = len(result.history.get("loss", []))
             epochs_here = epochs_run - result.resumed_from
-            split = prepared.test if evaluate_on == "test" else prepared.val
+            split = prepared.test if split_name == "test" else prepared.val
             probs, plain = predict(model, split.images, cfg.train.tta_flip)
-            ev = evaluate(split.labels, probs, prefix=f"{evaluate_on}_")
+            ev = evaluate(split.labels, probs, prefix=f"{split_name}_")
             metrics = ev.metrics | {
                 "epochs_run": float(epochs_run),
                 "best_epoch": float(result.best_epoch),
             }
-            metrics |= {f"{evaluate_on}_{k}": v for k, v in chance_levels(split.labels).items()}
+            metrics |= {f"{split_name}_{k}": v for k, v in chance_levels(split.labels).items()}
             if plain is not None:
-                no_tta = evaluate(split.labels, plain, prefix=f"{evaluate_on}_notta_").metrics
+                no_tta = evaluate(split.labels, plain, prefix=f"{split_name}_notta_").metrics
                 metrics |= {k: v for k, v in no_tta.items() if k.endswith(("accuracy", "macro_f1"))}
             if epochs_here:  # a resumed run that had nothing left to train has no speed to report
                 metrics |= {
@@ -182,16 +201,16 @@ def run_experiment(
                 }
             # Test scores at step 0, one value each (the UI shows them as numbers and bars); a trial's
             # validation scores at the last epoch's step, continuing their per-epoch curves.
-            mlflow.log_metrics(metrics, step=0 if evaluate_on == "test" else max(epochs_run - 1, 0))
-            mlflow.set_tags(chance_verdict(metrics, evaluate_on).tags())
-            header = report_header(cfg, faces, metrics, evaluate_on, run_id)
-            log_evaluation(ev, result.history, split.images, cfg.seed, light, evaluate_on, header)
+            mlflow.log_metrics(metrics, step=0 if split_name == "test" else max(epochs_run - 1, 0))
+            mlflow.set_tags(chance_verdict(metrics, split_name).tags())
+            header = report_header(cfg, faces, metrics, split_name, run_id)
+            log_evaluation(ev, result.history, split.images, cfg.seed, light, split_name, header)
             model_uri = (
                 None
                 if light or not cfg.tracking.log_model
-                else tracking.log_model(model, split.images[:1].astype(np.float32))
+                else runs.log_model(model, split.images[:1].astype(np.float32))
             )
-        tracking.drop_checkpoints(checkpoints)  # finished: nothing left to resume
+        runs.drop_checkpoints(checkpoints)  # finished: nothing left to resume
     return RunResult(
         run_id,
         experiment_id,
@@ -200,7 +219,8 @@ def run_experiment(
         ev,
         lineage,
         model_uri,
-        tracking.tracking_uri(),
+        runs.tracking_uri(),
+        prepared,
         result.resumed_from,
     )
 

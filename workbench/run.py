@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from workbench.cli import add_config_arguments, quiet_tensorflow, user_errors
-from workbench.metrics import chance_verdict
+from workbench.core.metrics import chance_verdict
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         if verdict.zero_f1:
             print(f"  warning: F1 is 0 for {', '.join(verdict.zero_f1)} (never predicted right)")
-        from workbench.tracking import display_uri, register_model, ui_command
+        from workbench.tracking.runs import display_uri, register_model, ui_command
 
         print(
             f"  MLflow run         {result.run_id} (experiment {cfg.experiment_name}, store {display_uri(result.tracking_uri)})"
@@ -98,7 +98,7 @@ def resumed_config(run_id: str):
 
     from workbench.config import config_from_dict
     from workbench.errors import WorkbenchError
-    from workbench.tracking import display_uri, tracking_uri
+    from workbench.tracking.runs import display_uri, tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
     try:

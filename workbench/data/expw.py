@@ -33,7 +33,6 @@ IMAGE_DIR_CANDIDATES = (
     "../image/origin",
     "images",
     "Images",
-    "origin_sample",
 )
 
 

@@ -89,11 +89,17 @@ class Sampler(_Strict):
 
 
 class Pruner(_Strict):
-    kind: Literal["median", "hyperband", "none"] = "median"
+    kind: Literal["median", "hyperband", "successive_halving", "none"] = "median"
     n_startup_trials: int = Field(5, ge=0, description="median: trials before pruning starts")
-    n_warmup_steps: int = Field(1, ge=0, description="median: epochs before a trial can be pruned")
-    min_resource: int = Field(1, ge=1, description="hyperband: fewest epochs a trial runs")
-    reduction_factor: int = Field(3, ge=2, description="hyperband")
+    n_warmup_steps: int = Field(
+        1, ge=0, description="median: the earliest epoch after which a trial can be pruned"
+    )
+    min_resource: int = Field(
+        1, ge=1, description="hyperband, successive_halving: fewest epochs a trial runs"
+    )
+    reduction_factor: int = Field(
+        3, ge=2, description="hyperband, successive_halving: 1 in this many goes on at each rung"
+    )
 
 
 class Heartbeat(_Strict):
@@ -112,6 +118,10 @@ class SweepSpec(_Strict):
     heartbeat: Heartbeat = Field(default_factory=Heartbeat)
     fixed: dict[str, Any] = Field(
         default_factory=dict, description="config overrides for every trial"
+    )
+    baseline_trial: bool = Field(
+        True,
+        description="trial 0 is the base experiment as it is, so the study measures its own margin",
     )
     params: dict[str, Param] = Field(min_length=1)
 
@@ -199,6 +209,16 @@ def suggest(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:
             )
         else:
             values[key] = trial.suggest_float(key, p.low, p.high, step=p.step, log=p.log)
+    return values
+
+
+def base_values(spec: SweepSpec, base_tree: dict[str, Any]) -> dict[str, Any]:
+    """The base experiment's own value for every key the space would draw (its conditions included)."""
+    cfg = config_from_dict(copy.deepcopy(base_tree), "base config").flat()
+    values: dict[str, Any] = {}
+    for key, p in spec.in_draw_order():
+        if p.applies(values):
+            values[key] = cfg[key]
     return values
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score
 
-from workbench.protocol import Prepared
+from workbench.core.protocol import Prepared
 
 
 def _related(eval_origins: np.ndarray, train_origins: np.ndarray) -> np.ndarray:

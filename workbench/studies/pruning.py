@@ -15,7 +15,7 @@ class OptunaReporter(keras.callbacks.Callback):
     def __init__(self, trial: optuna.Trial, metric: str):
         super().__init__()
         self.trial, self.metric = trial, metric
-        self.pruned, self.last_step = False, -1
+        self.pruned, self.last_step = False, 0
 
     def on_train_begin(self, logs=None) -> None:
         run = mlflow.active_run()
@@ -26,8 +26,10 @@ class OptunaReporter(keras.callbacks.Callback):
         value = (logs or {}).get(self.metric)
         if value is None:
             return
-        self.trial.report(float(value), epoch)
-        self.last_step = epoch
+        # Step = epochs trained (1, 2, ...): the resource Optuna's pruners count (min_resource: 1 is a
+        # decision after the first epoch, max_resource: the epochs an unpruned trial trains).
+        self.trial.report(float(value), epoch + 1)
+        self.last_step = epoch + 1
         if self.trial.should_prune():
             self.pruned = True
             self.model.stop_training = True

@@ -12,7 +12,6 @@ import warnings
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from workbench.config import SplitConfig
 from workbench.data.faces import SPLITS, Faces
 from workbench.errors import WorkbenchError
 
@@ -36,32 +35,34 @@ def grouped_holdout(
     return rest, held
 
 
-def uses_official_split(faces: Faces, cfg: SplitConfig) -> bool:
+def uses_official_split(faces: Faces, use_official: bool) -> bool:
     """The dataset's own split (FER-2013's Usage, train/val/test folders) is used when asked for and present."""
-    return cfg.use_official and faces.has_official_split
+    return use_official and faces.has_official_split
 
 
-def split_method(faces: Faces, cfg: SplitConfig) -> str:
+def split_method(faces: Faces, use_official: bool) -> str:
     return (
         "dataset's own split"
-        if uses_official_split(faces, cfg)
+        if uses_official_split(faces, use_official)
         else "stratified, grouped by source image"
     )
 
 
-def honest_split(faces: Faces, cfg: SplitConfig, seed: int) -> Split:
-    if uses_official_split(faces, cfg):
+def honest_split(
+    faces: Faces, use_official: bool, val_fraction: float, test_fraction: float, seed: int
+) -> Split:
+    if uses_official_split(faces, use_official):
         split = {name: np.flatnonzero(faces.splits == name) for name in SPLITS}
         if len(split["val"]) == 0 and len(split["train"]):
             # e.g. train/ and test/ folders only: carve validation out of training, grouped.
             train = split["train"]
-            frac = cfg.val_fraction / (1 - cfg.test_fraction)
+            frac = val_fraction / (1 - test_fraction)
             rest, held = grouped_holdout(faces.labels[train], faces.groups[train], frac, seed)
             split["train"], split["val"] = train[rest], train[held]
     else:
         everything = np.arange(len(faces))
-        rest, test = grouped_holdout(faces.labels, faces.groups, cfg.test_fraction, seed)
-        frac = cfg.val_fraction / (1 - cfg.test_fraction)
+        rest, test = grouped_holdout(faces.labels, faces.groups, test_fraction, seed)
+        frac = val_fraction / (1 - test_fraction)
         train, val = grouped_holdout(faces.labels[rest], faces.groups[rest], frac, seed + 1)
         split = {
             "train": everything[rest][train],

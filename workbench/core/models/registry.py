@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import keras
 
+from workbench.core.models import mini_xception, reference, vgg
 from workbench.errors import WorkbenchError
-from workbench.models import mini_xception, reference, vgg
 
 BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "reference": reference.make_model,

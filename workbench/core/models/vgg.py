@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import keras
 
-from workbench.models import DEFAULT_FILTERS
+from workbench.core.models import DEFAULT_FILTERS
 
 FILTERS = DEFAULT_FILTERS["vgg"]
 

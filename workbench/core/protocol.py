@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench import balance
-from workbench.config import ORIGINAL_PROTOCOL, ExperimentConfig
+from workbench.config import ORIGINAL_PROTOCOL
+from workbench.core import balance
+from workbench.core.split import honest_split, original_split, split_method
 from workbench.data.faces import SPLITS, Faces
-from workbench.split import honest_split, original_split, split_method
 
 
 @dataclass
@@ -34,16 +34,20 @@ class Prepared:
         return {"train": self.train, "val": self.val, "test": self.test}
 
 
-def prepare(faces: Faces, cfg: ExperimentConfig) -> Prepared:
-    smote = cfg.balance.smote
-    if cfg.protocol == ORIGINAL_PROTOCOL:
-        pool = (
-            balance.smote(faces, cfg.balance.smote_k, cfg.seed)
-            if smote
-            else balance.unchanged(faces)
-        )
+def prepare(
+    faces: Faces,
+    protocol: str,
+    seed: int,
+    smote: bool = False,
+    smote_k: int = 5,
+    use_official: bool = True,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+) -> Prepared:
+    if protocol == ORIGINAL_PROTOCOL:
+        pool = balance.smote(faces, smote_k, seed) if smote else balance.unchanged(faces)
         origins = _origins(pool, np.arange(len(faces)))
-        split = original_split(len(pool.faces), cfg.seed)
+        split = original_split(len(pool.faces), seed)
         parts = {name: pool.faces.subset(split[name]) for name in SPLITS}
         synthetic = {name: pool.synthetic[split[name]] for name in SPLITS}
         return Prepared(
@@ -54,11 +58,9 @@ def prepare(faces: Faces, cfg: ExperimentConfig) -> Prepared:
             smote_k_used=pool.k_used,
         )
 
-    split = honest_split(faces, cfg.split, cfg.seed)
+    split = honest_split(faces, use_official, val_fraction, test_fraction, seed)
     train = faces.subset(split["train"])
-    resampled = (
-        balance.smote(train, cfg.balance.smote_k, cfg.seed) if smote else balance.unchanged(train)
-    )
+    resampled = balance.smote(train, smote_k, seed) if smote else balance.unchanged(train)
     val, test = faces.subset(split["val"]), faces.subset(split["test"])
     return Prepared(
         train=resampled.faces,
@@ -69,7 +71,7 @@ def prepare(faces: Faces, cfg: ExperimentConfig) -> Prepared:
             "val": np.zeros(len(val), bool),
             "test": np.zeros(len(test), bool),
         },
-        split_method=split_method(faces, cfg.split),
+        split_method=split_method(faces, use_official),
         origins={
             "train": _origins(resampled, split["train"]),
             "val": np.repeat(split["val"][:, None], 2, axis=1),

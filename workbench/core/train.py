@@ -13,9 +13,9 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from workbench import NUM_CLASSES
-from workbench.augment import ORIGINAL, Ranges, training_dataset
-from workbench.checkpoint import BestAndCheckpoint, load_state, restore
-from workbench.metrics import LABELS
+from workbench.core.augment import ORIGINAL, Ranges, training_dataset
+from workbench.core.checkpoint import BestAndCheckpoint, load_state, restore
+from workbench.core.metrics import LABELS
 
 EpochLogger = Callable[[int, dict[str, float]], None]
 

@@ -43,7 +43,7 @@ PACKAGES = (
     "pandas",
     "plotly",
 )
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_store_dir() -> Path:
@@ -157,18 +157,21 @@ def configure(experiment_name: str) -> str:
 @contextlib.contextmanager
 def tracked_run(
     run_name: str,
-    nested: bool = False,
+    parent_run_id: str | None = None,
     tags: dict[str, str] | None = None,
     run_id: str | None = None,
 ):
     """An MLflow run that always ends: FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM
-    (which `cli.user_errors` raises as `Terminated`, a KeyboardInterrupt).
-    With `run_id`, that (unfinished) run is reopened instead of a new one started."""
+    (which `cli.user_errors` raises as `Terminated`, a KeyboardInterrupt). Nested under
+    `parent_run_id` when given. With `run_id`, that (unfinished) run is reopened instead."""
+    nested = parent_run_id is not None
     if run_id is not None:
         run = mlflow.start_run(run_id=run_id, nested=nested)
         mlflow.set_tags({**(tags or {}), "resumed": "true"})
     else:
-        run = mlflow.start_run(run_name=run_name, nested=nested, tags=tags)
+        run = mlflow.start_run(
+            run_name=run_name, nested=nested, parent_run_id=parent_run_id, tags=tags
+        )
     try:
         yield run
     except KeyboardInterrupt:
@@ -213,7 +216,8 @@ def package_versions() -> dict[str, str]:
 def log_config(cfg: ExperimentConfig, data_path: str | None = None) -> None:
     """Every key as a param (lists as JSON) and the whole YAML; `data_path` (the file really read)
     stands for `data.path` when the config left it to the default (null)."""
-    params = cfg.flat()
+    # purpose.tags are logged as the run's tags, not twice
+    params = {k: v for k, v in cfg.flat().items() if not k.startswith("purpose.tags.")}
     if params.get("data.path") is None and data_path is not None:
         params["data.path"] = data_path
     mlflow.log_params(

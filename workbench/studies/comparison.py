@@ -13,12 +13,13 @@ from pathlib import Path
 import mlflow
 import plotly.graph_objects as go
 
-from workbench import CLASS_NAMES, figures, leakage, tracking
+from workbench import CLASS_NAMES
 from workbench.config import HONEST_PROTOCOL, ExperimentConfig
 from workbench.data import load_faces
 from workbench.experiment import RunResult, run_experiment
 from workbench.files import atomic_path, write_text_atomic
-from workbench.protocol import prepare
+from workbench.studies import leakage
+from workbench.tracking import figures, runs
 
 ROLES = {
     "original": "original: SMOTE on all faces, then 70/15/15",
@@ -100,28 +101,27 @@ def run_comparison(
             f"using all of them instead of {original.data.max_faces:,}"
         )
     dataset = Path(faces.path).name
-    tracking.configure(original.experiment_name)
+    runs.configure(original.experiment_name)
     started = time.perf_counter()
     results: dict[str, RunResult] = {}
     leaks: dict[str, dict[str, float]] = {}
     name = f"reproduce-65 · {data_name} · {original.train.epochs} epochs"
-    with tracking.tracked_run(
+    with runs.tracked_run(
         name,
         tags={
             "reproduce.role": "comparison",
             "dataset": dataset,
-            **tracking.git_state(),
-            **tracking.package_versions(),
+            **runs.git_state(),
+            **runs.package_versions(),
         },
     ) as parent:
-        tracking.log_config(original)
+        runs.log_config(original)
         for role, cfg in (("original", original), ("honest", honest)):
             cfg.tracking.run_name = f"{ROLES[role]} · {dataset}"
-            prepared = prepare(faces, cfg)
-            masks = leakage.leaked_items(prepared)
-            results[role] = run_experiment(
-                cfg, nested=True, data=(faces, prepared), tags={"reproduce.role": role}
-            )
+            cfg.purpose.role, cfg.purpose.parent_run_id = "arm", parent.info.run_id
+            cfg.purpose.tags = {"reproduce.role": role}
+            results[role] = run_experiment(cfg)
+            masks = leakage.leaked_items(results[role].prepared)
             ev = results[role].evaluation
             leaks[role] = leakage.fractions(masks) | leakage.accuracy_by_leak(
                 ev.y_true, ev.y_pred, masks["test"]

@@ -21,7 +21,7 @@ from plotly.offline import get_plotlyjs, get_plotlyjs_version
 from plotly.subplots import make_subplots
 
 from workbench import CLASS_NAMES
-from workbench.metrics import Evaluation
+from workbench.core.metrics import Evaluation
 
 PNG_HINT = "install Chromium (Debian: apt-get install chromium) to get PNGs too"
 

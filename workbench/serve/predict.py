@@ -1,0 +1,396 @@
+"""`python -m workbench.predict --model MODEL_URI PATH [PATH ...]`: expressions of the faces in photos,
+folders and videos, with a model logged by the workbench (any MLflow model URI).
+
+    python -m workbench.predict --model runs:/<run_id>/model photos/ clip.mp4 --out predictions/
+    python -m workbench.predict --model models:/fer-baseline/latest group.jpg --every 5 --threshold 0.4
+
+Writes an annotated copy of each image, an annotated video plus a per-frame CSV for each video, and
+predictions.csv / predictions.json for every face found. A bad file is reported on one line and the
+others are still processed; the exit status is 1 if any file had a problem, 2 for a bad model or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from workbench.cli import add_verbose_argument, positive_int, quiet_tensorflow, user_errors
+from workbench.errors import WorkbenchError
+
+IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+UNCERTAIN = "uncertain"
+
+
+@dataclass
+class FacePrediction:
+    file: str
+    frame: int | None
+    time_s: float | None
+    face: int
+    left: int
+    top: int
+    right: int
+    bottom: int
+    label: str
+    probability: float
+    probabilities: dict[str, float] = field(default_factory=dict)
+
+    def row(self) -> dict:
+        d = asdict(self)
+        probs = d.pop("probabilities")
+        return d | {f"p_{k}": round(v, 6) for k, v in probs.items()}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m workbench.predict", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="MLflow model URI: runs:/<run_id>/model, models:/<name>/<version|alias|latest>",
+    )
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="images, folders of images, videos"
+    )
+    parser.add_argument(
+        "--out", default="predictions", help="output folder (default ./predictions)"
+    )
+    add_verbose_argument(parser)
+    parser.add_argument(
+        "--min-face",
+        type=positive_int,
+        default=32,
+        help="smallest face side in pixels (default 32)",
+    )
+    parser.add_argument(
+        "--every",
+        type=positive_int,
+        default=1,
+        help="videos: classify every N-th frame (default 1)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.0,
+        help=f"below this top probability a face is labelled '{UNCERTAIN}' (default 0: always a label)",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    args = parser.parse_args(argv)
+    if args.every < 1 or args.min_face < 1 or not 0 <= args.threshold <= 1:
+        parser.error("--every and --min-face must be positive, --threshold in [0, 1]")
+    return args
+
+
+def load_classifier(uri: str):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from workbench.tracking import runs
+
+    mlflow.set_tracking_uri(runs.tracking_uri())
+    try:
+        model = mlflow.tensorflow.load_model(uri)
+    except (MlflowException, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WorkbenchError(f"--model {uri}: cannot load it ({first[:200]})") from None
+    return model
+
+
+class Predictor:
+    def __init__(self, model, min_face: int, threshold: float, batch_size: int):
+        from workbench import CLASS_NAMES
+        from workbench.serve.detect import FaceDetector
+
+        self.model, self.threshold, self.batch_size = model, threshold, batch_size
+        self.size = int(model.input_shape[1])
+        self.channels = int(model.input_shape[-1])  # 1 = a grey model (FER-2013's form), 3 = RGB
+        self.classes = list(CLASS_NAMES)
+        self.detector = FaceDetector(min_face=min_face)
+
+    def classify(self, rgb, boxes):
+        """(label, top probability, all probabilities) per box, in batches."""
+        import numpy as np
+
+        from workbench.data.decode import resize_face
+
+        if not boxes:
+            return []
+        crops = np.stack(
+            [
+                resize_face(rgb[b.top : b.bottom, b.left : b.right], self.size, self.channels)
+                for b in boxes
+            ]
+        ).astype(np.float32)
+        probs = np.concatenate(
+            [
+                np.asarray(self.model(crops[i : i + self.batch_size], training=False))
+                for i in range(0, len(crops), self.batch_size)
+            ]
+        )
+        out = []
+        for p in probs:
+            k = int(p.argmax())
+            label = self.classes[k] if p[k] >= self.threshold else UNCERTAIN
+            out.append(
+                (label, round(float(p[k]), 6), {c: float(v) for c, v in zip(self.classes, p)})
+            )
+        return out
+
+    def faces(self, rgb, file: str, frame=None, time_s=None) -> list[FacePrediction]:
+        boxes = self.detector.detect(rgb)
+        return [
+            FacePrediction(
+                file, frame, time_s, i, b.left, b.top, b.right, b.bottom, label, p, probs
+            )
+            for i, (b, (label, p, probs)) in enumerate(zip(boxes, self.classify(rgb, boxes)))
+        ]
+
+
+def annotate(bgr, predictions: list[FacePrediction]):
+    import cv2
+
+    thickness = max(1, round(min(bgr.shape[:2]) / 300))
+    for f in predictions:
+        colour = (160, 160, 160) if f.label == UNCERTAIN else (40, 200, 40)
+        cv2.rectangle(bgr, (f.left, f.top), (f.right, f.bottom), colour, thickness)
+        text = f"{f.label} {f.probability:.0%}"
+        scale = min(1.0, max(0.4, (f.right - f.left) / 250))
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        y = f.top - 4 if f.top - th - 8 > 0 else f.bottom + th + 4
+        cv2.rectangle(bgr, (f.left, y - th - 4), (f.left + tw + 4, y + 4), colour, -1)
+        cv2.putText(
+            bgr,
+            text,
+            (f.left + 2, y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (0, 0, 0),
+            thickness,
+            cv2.LINE_AA,
+        )
+    return bgr
+
+
+def expand(paths: list[str]) -> list[tuple[Path, Path]]:
+    """(file, name relative to its argument) for every file to process; folders are searched recursively."""
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXT | VIDEO_EXT
+            )
+            files += [(f, Path(p.name) / f.relative_to(p)) for f in found]
+        else:
+            files.append((p, Path(p.name)))
+    return files
+
+
+def write_rows(path: Path, rows: list[dict], fields: list[str]) -> None:
+    from workbench.files import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:  # closed before the rename
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+class RowStream:
+    """predictions.csv written as the files are done (a temp file, renamed at the end): when the disk
+    fills up on a later annotated image, the rows of the faces already found are kept."""
+
+    def __init__(self, path: Path, fields: list[str]):
+        self.path, self.tmp = path, path.with_name(f"{path.stem}.tmp{path.suffix}")
+        self.file = open(self.tmp, "w", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=fields)
+        self.writer.writeheader()
+
+    def add(self, rows: list[dict]) -> None:
+        try:
+            self.writer.writerows(rows)
+            self.file.flush()
+        except OSError as err:
+            raise WorkbenchError(
+                f"cannot add its rows to {self.path.name} ({err.strerror or err})"
+            ) from None
+
+    def close(self) -> None:
+        self.file.close()
+        self.tmp.replace(self.path)
+
+
+def write_image(path: Path, bgr) -> None:
+    """Encode in memory, then write: cv2.imwrite only says False on a full or read-only disk."""
+    import cv2
+
+    from workbench.files import atomic_path
+
+    ok, encoded = cv2.imencode(path.suffix, bgr)
+    if not ok:
+        raise WorkbenchError(f"cannot encode the annotated image as {path.suffix}")
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(encoded.tobytes())
+    except OSError as err:
+        raise WorkbenchError(f"cannot write {path} ({err.strerror or err})") from None
+
+
+def output_names(files: list[tuple[Path, Path]]) -> list[Path]:
+    """Each input's output stem: `x.jpg` -> `x`, unless two inputs would share it (`x.jpg`, `x.png`):
+    then both keep their extension (`x.jpg`, `x.png`), so no output overwrites another."""
+    stems = [rel.with_name(rel.stem) for _, rel in files]
+    shared = {s for s in stems if stems.count(s) > 1}
+    return [rel if stem in shared else stem for (_, rel), stem in zip(files, stems)]
+
+
+def process_image(
+    predictor: Predictor, path: Path, out: Path, rows: RowStream
+) -> list[FacePrediction]:
+    import cv2
+
+    from workbench.data.decode import read_rgb
+
+    rgb = read_rgb(path)
+    if rgb is None:
+        raise WorkbenchError("unreadable or corrupt image")
+    found = predictor.faces(rgb, str(path))
+    if not found:
+        raise WorkbenchError(
+            f"no face found (try a smaller --min-face than {predictor.detector.min_face})"
+        )
+    rows.add([f.row() for f in found])
+    write_image(out, annotate(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), found))
+    return found
+
+
+def process_video(
+    predictor: Predictor, path: Path, out_video: Path, out_csv: Path, every: int, fields: list[str]
+) -> list[FacePrediction]:
+    import cv2
+    from tqdm import tqdm
+
+    from workbench.files import atomic_path
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise WorkbenchError("unreadable video (not a video file, or a codec OpenCV lacks)")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    writer = None
+    found: list[FacePrediction] = []
+    last: list[FacePrediction] = []
+    frame = 0
+    with (
+        atomic_path(out_video) as tmp_video,
+        tqdm(total=total, desc=path.name, unit="frame", leave=False) as bar,
+    ):
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if writer is None:
+                writer = cv2.VideoWriter(
+                    str(tmp_video),
+                    cv2.VideoWriter_fourcc(*"mp4v"),
+                    fps,
+                    (bgr.shape[1], bgr.shape[0]),
+                )
+            if frame % every == 0:
+                last = predictor.faces(
+                    cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), str(path), frame, round(frame / fps, 3)
+                )
+                found += last
+            writer.write(annotate(bgr, last))  # frames in between keep the last boxes
+            frame += 1
+            bar.update()
+        cap.release()
+        if writer is None:
+            raise WorkbenchError("the video has no frames OpenCV can decode")
+        writer.release()
+    write_rows(out_csv, [f.row() for f in found], fields)
+    if not found:
+        raise WorkbenchError(
+            f"no face found in {frame} frames (annotated video and empty CSV written)"
+        )
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    quiet_tensorflow(args.verbose)
+    os.environ.setdefault(
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
+    )  # one bar: ours, over the files
+    with user_errors():
+        from tqdm import tqdm
+
+        from workbench import CLASS_NAMES
+        from workbench.files import writable_dir, write_json_atomic
+
+        out = writable_dir(Path(args.out), "--out")
+        model = load_classifier(args.model)
+        predictor = Predictor(model, args.min_face, args.threshold, args.batch_size)
+        fields = list(FacePrediction.__dataclass_fields__)[:-1] + [f"p_{c}" for c in CLASS_NAMES]
+        files = expand(args.paths)
+        results: list[FacePrediction] = []
+        problems: list[tuple[str, str]] = []
+        rows = RowStream(out / "predictions.csv", fields)
+        for (path, _), name in zip(tqdm(files, desc="files", unit="file"), output_names(files)):
+            suffix = path.suffix.lower()
+            try:
+                if not path.exists():
+                    raise WorkbenchError("no such file or folder")
+                if suffix in IMAGE_EXT:
+                    results += process_image(predictor, path, out / f"{name}.annotated.jpg", rows)
+                elif suffix in VIDEO_EXT:
+                    found = process_video(
+                        predictor,
+                        path,
+                        out / f"{name}.annotated.mp4",
+                        out / f"{name}.frames.csv",
+                        args.every,
+                        fields,
+                    )
+                    rows.add([f.row() for f in found])
+                    results += found
+                else:
+                    raise WorkbenchError(
+                        f"unsupported format '{suffix or path.name}': expected an image "
+                        f"({', '.join(sorted(IMAGE_EXT))}) or a video ({', '.join(sorted(VIDEO_EXT))})"
+                    )
+            except WorkbenchError as err:
+                problems.append((str(path), str(err)))
+                tqdm.write(f"error: {path}: {err}", file=sys.stderr)
+        try:
+            rows.close()
+        except OSError as err:
+            raise WorkbenchError(
+                f"--out {out}: cannot finish predictions.csv ({err.strerror or err})"
+            ) from None
+        summary = {
+            "model": args.model,
+            "files": len(files),
+            "faces": len(results),
+            "problems": [{"file": f, "error": e} for f, e in problems],
+            "faces_found": [f.row() for f in results],
+        }
+        try:
+            write_json_atomic(out / "predictions.json", summary)
+        except OSError as err:
+            raise WorkbenchError(
+                f"--out {out}: cannot write predictions.json ({err.strerror or err}); "
+                "predictions.csv is complete"
+            ) from None
+        counts = {}
+        for f in results:
+            counts[f.label] = counts.get(f.label, 0) + 1
+        print(
+            f"{len(files)} files, {len(results)} faces ({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'}), "
+            f"{len(problems)} with problems; results in {out}/ (predictions.csv, predictions.json)"
+        )
+        return 1 if problems else 0

@@ -1,0 +1,94 @@
+"""A trial is a config: `trial_run_config` turns an Optuna trial into one (the drawn values on the base
+experiment, purpose `trial`), and `Objective` runs it through the one run path and returns its score."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import mlflow
+import optuna
+
+from workbench.config import ExperimentConfig
+from workbench.experiment import run_experiment
+from workbench.studies.pruning import OptunaReporter
+from workbench.studies.search_space import SweepSpec, suggest, trial_config
+from workbench.studies.storage import COUNTED, states
+
+
+class SurplusTrial(Exception):
+    """Another worker filled the study while this trial was being created: it is failed, not run."""
+
+
+def describe(params: dict[str, Any]) -> str:
+    """`conv_dropout=0.15 learning_rate=0.001 ...`: the swept values, short, for run names and summaries."""
+    return " ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in params.items())
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def trial_run_config(
+    base_tree: dict,
+    values: dict[str, Any],
+    study: str,
+    number: int,
+    parent_run_id: str | None,
+    baseline: bool = False,
+) -> ExperimentConfig:
+    cfg = trial_config(base_tree, values)
+    cfg.tracking.run_name = f"trial {number} · " + ("baseline" if baseline else describe(values))
+    cfg.purpose.role = "trial"
+    cfg.purpose.parent_run_id = parent_run_id
+    cfg.purpose.tags = {
+        "optuna.study": study,
+        "optuna.trial": str(number),
+        "trial_state": "RUNNING",
+        "sweep.role": "trial",
+        **({"sweep.baseline": "true"} if baseline else {}),
+    }
+    return cfg
+
+
+class Objective:
+    """objective(trial) -> the trial's validation score; counts the epochs this worker trained."""
+
+    def __init__(self, spec: SweepSpec, base_tree: dict, study: str, target: int, parent_run_id):
+        self.spec, self.base_tree, self.study, self.target = spec, base_tree, study, target
+        self.parent_run_id = parent_run_id
+        self.client = mlflow.MlflowClient()
+        self.epochs_trained = 0
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        ahead = [t for t in states(trial.study, COUNTED) if t.number < trial.number]
+        if len(ahead) >= self.target:
+            raise SurplusTrial(
+                f"trial {trial.number}: the study already holds {self.target} trials"
+            )
+        values = suggest(trial, self.spec)
+        cfg = trial_run_config(
+            self.base_tree,
+            values,
+            self.study,
+            trial.number,
+            self.parent_run_id,
+            baseline=bool(trial.user_attrs.get("baseline")),
+        )
+        keras.backend.clear_session()  # one process trains many models: free the previous graphs
+        reporter = OptunaReporter(trial, self.spec.objective.metric)
+        try:
+            result = run_experiment(cfg, callbacks=[reporter])
+        except BaseException:
+            # Optuna fails the trial (an error, Ctrl-C, SIGTERM): its run says so, not RUNNING.
+            if run_id := trial.user_attrs.get("mlflow_run_id"):
+                self.client.set_tag(run_id, "trial_state", "FAIL")
+            raise
+        self.epochs_trained += int(result.metrics["epochs_run"])
+        state = "PRUNED" if reporter.pruned else "COMPLETE"
+        self.client.set_tag(result.run_id, "trial_state", state)
+        if reporter.pruned:
+            raise optuna.TrialPruned(f"pruned after epoch {reporter.last_step}")
+        return float(result.metrics[self.spec.objective.metric])
