@@ -43,6 +43,28 @@ def test_flat_params_cover_every_key():
     )
 
 
+def test_purpose_decides_what_a_run_does_and_is_part_of_the_config():
+    plain = load_config("baseline").purpose
+    assert (plain.role, plain.evaluate_on, plain.light, plain.resumable) == (
+        "experiment",
+        "test",
+        False,
+        True,
+    )
+    trial = load_config("baseline", ["purpose.role=trial"]).purpose
+    assert (trial.evaluate_on, trial.light, trial.resumable) == ("val", True, False)
+    arm = load_config("baseline", ["purpose.role=arm", "purpose.parent_run_id=abc"])
+    assert (arm.purpose.evaluate_on, arm.purpose.light, arm.purpose.resumable) == (
+        "test",
+        False,
+        True,
+    )
+    # logged with the rest of the config (tags as tags, not params)
+    assert arm.flat()["purpose.role"] == "arm" and "purpose.parent_run_id" in arm.flat()
+    with pytest.raises(WorkbenchError, match="purpose.role"):
+        load_config("baseline", ["purpose.role=final"])
+
+
 @pytest.mark.parametrize(
     "override, expected",
     [

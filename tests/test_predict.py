@@ -14,8 +14,18 @@ from conftest import TINY
 from workbench.data import SAMPLE_EXPW
 from workbench.data.decode import read_rgb
 from workbench.data.expw import parse_label_file
-from workbench.serve.detect import Box, FaceDetector, iou
+from workbench.serve.detect import (
+    DEFAULT_DETECTOR,
+    Box,
+    Face,
+    HaarDetector,
+    crop,
+    eye_angle,
+    iou,
+    make_detector,
+)
 from workbench.serve.predict import main as predict_main
+from workbench.serve.predict import parse_args
 
 pytestmark = pytest.mark.slow  # trains and registers a model first
 
@@ -51,11 +61,11 @@ def rows(path: Path) -> list[dict]:
 
 
 def test_detector_finds_most_labelled_faces_of_the_shipped_photos():
-    detector = FaceDetector()
+    detector = HaarDetector()
     boxes = parse_label_file(SAMPLE_EXPW)
     hits = 0
     for b in boxes:
-        found = detector.detect(read_rgb(ORIGIN / b.image))
+        found = [f.box for f in detector.detect(read_rgb(ORIGIN / b.image))]
         hits += (
             max((iou(Box(b.left, b.top, b.right, b.bottom), d) for d in found), default=0) >= 0.5
         )
@@ -64,11 +74,15 @@ def test_detector_finds_most_labelled_faces_of_the_shipped_photos():
     assert rate >= 0.5
 
 
+def test_the_command_line_default_detector_is_the_module_default():
+    assert parse_args(["x.jpg"]).detector == DEFAULT_DETECTOR
+
+
 def test_predictions_for_every_face_of_a_folder(registered, tmp_path, capsys):
     code = predict_main(["--model", registered, str(ORIGIN), "--out", str(tmp_path)])
     table = rows(tmp_path / "predictions.csv")
     summary = json.loads((tmp_path / "predictions.json").read_text())
-    detector = FaceDetector()
+    detector = make_detector(DEFAULT_DETECTOR)
     expected = {str(p): len(detector.detect(read_rgb(p))) for p in sorted(ORIGIN.glob("*.jpg"))}
     got = {f: sum(r["file"] == f for r in table) for f in expected}
     assert got == expected  # one row per detected face, in every photo
@@ -192,7 +206,9 @@ def test_a_read_only_out_folder_is_a_one_line_error(registered, read_only_dir, c
 
 def test_a_full_disk_keeps_every_row_of_predictions_csv(registered, small_disk, capsys):
     photos = labelled_photos(3)[:12]
-    code = predict_main(["--model", registered, *map(str, photos), "--out", str(small_disk)])
+    code = predict_main(
+        ["--model", registered, "--detector", "haar", *map(str, photos), "--out", str(small_disk)]
+    )
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: /")]
     full = [line for line in err if "cannot write" in line]
     assert code == 1
@@ -203,3 +219,22 @@ def test_a_full_disk_keeps_every_row_of_predictions_csv(registered, small_disk, 
     assert failed <= found  # the photos whose annotated copy did not fit still have their rows
     assert len(list(small_disk.glob("*.annotated.jpg"))) < len(found)
     assert not list(small_disk.glob("*.tmp*"))
+
+
+def test_alignment_turns_the_crop_so_the_eyes_are_level():
+    # Two marks where a detector put the eyes, the right one 20 px lower: after alignment they share a row.
+    image = np.zeros((200, 200, 3), np.uint8)
+    left, right = (70, 90), (130, 110)
+    for x, y in (left, right):
+        image[y - 2 : y + 3, x - 2 : x + 3] = 255
+    face = Face(Box(40, 40, 160, 160), 1.0, eyes=(left, right))
+    assert eye_angle(face) == pytest.approx(18.43, abs=0.01)
+    aligned = crop(image, face, align=True)
+    assert aligned.shape == (120, 120, 3)
+    rows = [
+        np.flatnonzero(aligned[:, :60].max(axis=(1, 2))),
+        np.flatnonzero(aligned[:, 60:].max(axis=(1, 2))),
+    ]
+    assert abs(rows[0].mean() - rows[1].mean()) < 1.5  # level
+    plain = crop(image, face, align=False)
+    assert np.array_equal(plain, image[40:160, 40:160])  # without it: the box as it is

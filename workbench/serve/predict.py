@@ -1,6 +1,7 @@
-"""`python -m workbench.predict --model MODEL_URI PATH [PATH ...]`: expressions of the faces in photos,
-folders and videos, with a model logged by the workbench (any MLflow model URI).
+"""`python -m workbench.predict [--model MODEL_URI] PATH [PATH ...]`: expressions of the faces in photos,
+folders and videos, with the model shipped with the workbench or one it logged (any MLflow model URI).
 
+    python -m workbench.predict photo.jpg
     python -m workbench.predict --model runs:/<run_id>/model photos/ clip.mp4 --out predictions/
     python -m workbench.predict --model models:/fer-baseline/latest group.jpg --every 5 --threshold 0.4
 
@@ -52,8 +53,9 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--model",
-        required=True,
-        help="MLflow model URI: runs:/<run_id>/model, models:/<name>/<version|alias|latest>",
+        default=None,
+        help="MLflow model URI: runs:/<run_id>/model, models:/<name>/<version|alias|latest> "
+        "(default: the model shipped with the workbench, see workbench/shipped/MODEL_CARD.md)",
     )
     parser.add_argument(
         "paths", nargs="+", metavar="PATH", help="images, folders of images, videos"
@@ -81,13 +83,37 @@ def parse_args(argv):
         help=f"below this top probability a face is labelled '{UNCERTAIN}' (default 0: always a label)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument(
+        "--detector",
+        choices=["mtcnn", "haar"],
+        default="mtcnn",  # = detect.DEFAULT_DETECTOR (not imported here: it loads OpenCV)
+        help="mtcnn (finds profiles and small faces, gives eye landmarks; default) or haar (faster, "
+        "frontal faces only)",
+    )
+    parser.add_argument(
+        "--no-align",
+        dest="align",
+        action="store_false",
+        help="do not turn faces so the eyes are level (alignment needs mtcnn's landmarks)",
+    )
     args = parser.parse_args(argv)
     if args.every < 1 or args.min_face < 1 or not 0 <= args.threshold <= 1:
         parser.error("--every and --min-face must be positive, --threshold in [0, 1]")
     return args
 
 
-def load_classifier(uri: str):
+def load_classifier(uri: str | None):
+    """The model at an MLflow URI, or the shipped one when no URI is given (said on one line)."""
+    if uri is None:
+        from workbench.serve import shipped
+
+        if not shipped.available():
+            raise WorkbenchError(
+                f"no --model given and this install has no shipped model ({shipped.MODEL_FILE}); "
+                "pass --model runs:/<run_id>/model"
+            )
+        print(f"using {shipped.describe()}")
+        return shipped.load_model()
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -103,29 +129,36 @@ def load_classifier(uri: str):
 
 
 class Predictor:
-    def __init__(self, model, min_face: int, threshold: float, batch_size: int):
+    def __init__(
+        self,
+        model,
+        min_face: int,
+        threshold: float,
+        batch_size: int,
+        detector: str = "haar",
+        align: bool = True,
+    ):
         from workbench import CLASS_NAMES
-        from workbench.serve.detect import FaceDetector
+        from workbench.serve.detect import make_detector
 
         self.model, self.threshold, self.batch_size = model, threshold, batch_size
         self.size = int(model.input_shape[1])
         self.channels = int(model.input_shape[-1])  # 1 = a grey model (FER-2013's form), 3 = RGB
         self.classes = list(CLASS_NAMES)
-        self.detector = FaceDetector(min_face=min_face)
+        self.detector = make_detector(detector, min_face)
+        self.align = align
 
-    def classify(self, rgb, boxes):
-        """(label, top probability, all probabilities) per box, in batches."""
+    def classify(self, rgb, faces):
+        """(label, top probability, all probabilities) per face, in batches."""
         import numpy as np
 
         from workbench.data.decode import resize_face
+        from workbench.serve.detect import crop
 
-        if not boxes:
+        if not faces:
             return []
         crops = np.stack(
-            [
-                resize_face(rgb[b.top : b.bottom, b.left : b.right], self.size, self.channels)
-                for b in boxes
-            ]
+            [resize_face(crop(rgb, f, self.align), self.size, self.channels) for f in faces]
         ).astype(np.float32)
         probs = np.concatenate(
             [
@@ -143,12 +176,22 @@ class Predictor:
         return out
 
     def faces(self, rgb, file: str, frame=None, time_s=None) -> list[FacePrediction]:
-        boxes = self.detector.detect(rgb)
+        found = self.detector.detect(rgb)
         return [
             FacePrediction(
-                file, frame, time_s, i, b.left, b.top, b.right, b.bottom, label, p, probs
+                file,
+                frame,
+                time_s,
+                i,
+                f.box.left,
+                f.box.top,
+                f.box.right,
+                f.box.bottom,
+                label,
+                p,
+                probs,
             )
-            for i, (b, (label, p, probs)) in enumerate(zip(boxes, self.classify(rgb, boxes)))
+            for i, (f, (label, p, probs)) in enumerate(zip(found, self.classify(rgb, found)))
         ]
 
 
@@ -334,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
 
         out = writable_dir(Path(args.out), "--out")
         model = load_classifier(args.model)
-        predictor = Predictor(model, args.min_face, args.threshold, args.batch_size)
+        predictor = Predictor(
+            model, args.min_face, args.threshold, args.batch_size, args.detector, args.align
+        )
         fields = list(FacePrediction.__dataclass_fields__)[:-1] + [f"p_{c}" for c in CLASS_NAMES]
         files = expand(args.paths)
         results: list[FacePrediction] = []
@@ -373,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"--out {out}: cannot finish predictions.csv ({err.strerror or err})"
             ) from None
         summary = {
-            "model": args.model,
+            "model": args.model or "shipped",
             "files": len(files),
             "faces": len(results),
             "problems": [{"file": f, "error": e} for f, e in problems],

@@ -1,0 +1,126 @@
+"""Rebuild the shipped model and its card from a finished MLflow run of the `fer2013` experiment.
+
+    python tools/ship_model.py RUN_ID [--tracking-uri URI]
+
+Writes workbench/shipped/model.keras, card.json and MODEL_CARD.md (each to a temporary file, then
+renamed). The card copies the run's PrivateTest figures and adds a re-evaluation of the saved weights on
+the bundled sample's PrivateTest faces, which tests/test_predict.py recomputes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import tempfile
+from pathlib import Path
+
+from workbench.cli import quiet_tensorflow
+
+quiet_tensorflow()
+
+import mlflow  # noqa: E402
+import yaml  # noqa: E402
+
+from workbench import CLASS_NAMES  # noqa: E402
+from workbench.files import atomic_path, write_json_atomic, write_text_atomic  # noqa: E402
+from workbench.serve import shipped  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_id")
+    parser.add_argument("--tracking-uri", default=None, help="default: the workbench's store")
+    args = parser.parse_args()
+    from workbench.tracking.runs import tracking_uri
+
+    uri = args.tracking_uri or tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
+    run = client.get_run(args.run_id)
+    m, p = run.data.metrics, run.data.params
+    if run.info.status != "FINISHED" or "test_accuracy" not in m:
+        sys.exit(f"run {args.run_id}: not a finished, tested run (status {run.info.status})")
+    with tempfile.TemporaryDirectory() as tmp:
+        config = yaml.safe_load(
+            Path(client.download_artifacts(args.run_id, "config.yaml", tmp)).read_text()
+        )
+    model = mlflow.tensorflow.load_model(f"runs:/{args.run_id}/model")
+    shipped.SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
+    with atomic_path(shipped.MODEL_FILE) as tmp_model:  # model.tmp.keras: Keras wants the suffix
+        model.save(tmp_model)
+    tta = bool(config["train"]["tta_flip"])
+    check = shipped.sample_check(shipped.load_model(), tta)
+    card = {
+        "model": f"{config['model']['name']} ({int(m['model_parameters']):,} parameters)",
+        "file": shipped.MODEL_FILE.name,
+        "file_bytes": shipped.MODEL_FILE.stat().st_size,
+        "input": f"{config['data']['image_size']}x{config['data']['image_size']} "
+        f"{'grey' if config['data']['channels'] == 1 else 'RGB'}, pixels 0-255",
+        "classes": list(CLASS_NAMES),
+        "data": {
+            "name": "FER-2013",
+            "path": p.get("data.path"),
+            "digest": run.data.tags.get("dataset_digest"),
+            "protocol": "train on Training, pick the epoch on PublicTest, test once on PrivateTest",
+        },
+        "test": {
+            "split": "PrivateTest (3,589 faces)",
+            "accuracy": m["test_accuracy"],
+            "macro_f1": m["test_macro_f1"],
+            "per_class_f1": {c: m[f"test_f1_{c}"] for c in CLASS_NAMES},
+            "chance": m["test_chance_uniform"],
+            "majority": m["test_chance_majority"],
+            "tta_flip": tta,
+        },
+        "training": {
+            "epochs": int(m["epochs_run"]),
+            "best_epoch": int(m["best_epoch"]) + 1,
+            "train_seconds": m.get("train_seconds"),
+            "images_per_second": m.get("train_images_per_second"),
+        },
+        "sample_check": check,
+        "mlflow": {
+            "run_id": args.run_id,
+            "tracking_uri": uri,
+            "git_commit": run.data.tags.get("git_commit"),
+        },
+        "date": datetime.date.today().isoformat(),
+        "config": config,
+        "rebuild": "python -m workbench.run fer2013, then python tools/ship_model.py <run id>",
+    }
+    write_json_atomic(shipped.CARD_FILE, card)
+    t = card["test"]
+    rows = "\n".join(f"| {c} | {v:.3f} |" for c, v in t["per_class_f1"].items())
+    write_text_atomic(
+        shipped.SHIPPED_DIR / "MODEL_CARD.md",
+        f"""# Model card: the shipped FER model
+
+- **Model**: {card["model"]}, {card["input"]}; file `{card["file"]}` ({card["file_bytes"] / 1024:.0f} KB).
+- **Trained by**: `python -m workbench.run fer2013` (experiments/fer2013.yaml; the whole config is in
+  card.json), {card["training"]["epochs"]} epochs, best PublicTest epoch {card["training"]["best_epoch"]}.
+- **Data**: FER-2013 ({card["data"]["path"]}, digest {card["data"]["digest"]}): {card["data"]["protocol"]}.
+- **PrivateTest** (3,589 faces{", flip test-time augmentation" if tta else ""}): accuracy **{t["accuracy"]:.4f}**,
+  macro-F1 **{t["macro_f1"]:.4f}** (chance {t["chance"]:.3f} uniform, {t["majority"]:.3f} always the commonest class).
+- **Check on the bundled sample** (its {check["faces"]} PrivateTest faces, data digest {check["digest"]}):
+  accuracy {check["accuracy"]:.4f}, macro-F1 {check["macro_f1"]:.4f}; recomputed by the tests.
+- **MLflow run**: {args.run_id} ({uri}), commit {card["mlflow"]["git_commit"]}; built {card["date"]}.
+- **Limits**: FER-2013 is 48x48 grey web faces, mostly frontal; accuracy drops on other data (see the
+  README's cross-dataset check on ExpW); not for decisions about people.
+
+| class | PrivateTest F1 |
+|---|---|
+{rows}
+
+Rebuild: {card["rebuild"]}
+""",
+    )
+    print(
+        f"written {shipped.MODEL_FILE} ({card['file_bytes'] / 1024:.0f} KB), card.json, MODEL_CARD.md"
+    )
+    print(f"sample check: {check}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

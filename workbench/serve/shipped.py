@@ -1,0 +1,60 @@
+"""The model that ships with the package, so that `python -m workbench.predict photo.jpg` works on a
+fresh install: a Keras file trained by the `fer2013` experiment, and its model card (card.json, and
+MODEL_CARD.md for people). `tools/ship_model.py RUN_ID` rebuilds both from an MLflow run.
+
+The card holds a re-evaluation on the bundled sample's 350 PrivateTest faces (FER-2013 faces the
+model never trained on), computed by `sample_check` below; a test recomputes it from the weights, so
+the card cannot drift from them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "shipped"
+MODEL_FILE = SHIPPED_DIR / "model.keras"
+CARD_FILE = SHIPPED_DIR / "card.json"
+
+
+def available() -> bool:
+    return MODEL_FILE.is_file() and CARD_FILE.is_file()
+
+
+def card() -> dict:
+    return json.loads(CARD_FILE.read_text())
+
+
+def load_model():
+    import keras
+
+    return keras.saving.load_model(MODEL_FILE, compile=False)
+
+
+def sample_check(model, tta_flip: bool) -> dict[str, float]:
+    """Accuracy and macro-F1 on the bundled FER-2013 sample's PrivateTest faces (its test split)."""
+    from workbench.config import DataConfig
+    from workbench.core.metrics import evaluate
+    from workbench.core.protocol import prepare
+    from workbench.data import load_faces
+    from workbench.experiment import predict
+
+    faces = load_faces(DataConfig(image_size=int(model.input_shape[1]), channels=1), seed=0)
+    test = prepare(faces, "split-then-resample", seed=0).test
+    probs, _ = predict(model, test.images, tta_flip)
+    m = evaluate(test.labels, probs, prefix="").metrics
+    return {
+        "faces": len(test),
+        "digest": faces.digest[:16],
+        "accuracy": round(m["accuracy"], 6),
+        "macro_f1": round(m["macro_f1"], 6),
+    }
+
+
+def describe() -> str:
+    c = card()
+    t = c["test"]
+    return (
+        f"the shipped model ({c['model']}, trained on {c['data']['name']}: PrivateTest accuracy "
+        f"{t['accuracy']:.3f}, macro-F1 {t['macro_f1']:.3f}, chance {t['chance']:.3f}; "
+        f"card: {SHIPPED_DIR / 'MODEL_CARD.md'})"
+    )
