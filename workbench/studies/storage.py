@@ -108,7 +108,7 @@ def open_study(
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=hb.interval,
                 grace_period=hb.grace_period,
-                heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                     max_retry=hb.max_retry
                 ),
             )
