@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from workbench.data.decode import clip_box
+
 CASCADE = "haarcascade_frontalface_default.xml"
 # Haar settings measured on the 368 labelled faces of the ExpW origin sample: scale 1.05, 5 neighbours
 # and a 10% margin find the most with IoU >= 0.5 (the best of 12 combinations tried).
@@ -60,15 +62,17 @@ class Face:
 
 
 def widen(x: float, y: float, w: float, h: float, margin: float, shape) -> Box:
-    """The box grown by `margin` of its width on every side, clipped to the image."""
+    """The box grown by `margin` of its width on every side, clipped to the image (a detection always
+    lies inside its image, so something of it is left)."""
     m = margin * w
-    height, width = shape[:2]
-    return Box(
-        int(max(0, round(x - m))),
-        int(max(0, round(y - m))),
-        int(min(width, round(x + w + m))),
-        int(min(height, round(y + h + m))),
+    top, left, right, bottom = clip_box(
+        int(round(y - m)),
+        int(round(x - m)),
+        int(round(x + w + m)),
+        int(round(y + h + m)),
+        *shape[:2],
     )
+    return Box(left, top, right, bottom)
 
 
 class HaarDetector:
