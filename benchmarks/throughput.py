@@ -134,14 +134,18 @@ def time_training(
         seed_everything(cfg.seed, False)
         c = cfg.model_copy(deep=True)
         c.model.name = row.model
-        model = build_compiled_model(c, images.shape[1:], steps, row.precision)
+        model, schedule = build_compiled_model(c, images.shape[1:], steps, row.precision)
         if row.pipeline == "original":
             data = original_flow(images, labels, bs, cfg.seed)
         else:
             data = training_dataset(images, labels, bs, a.strength, cfg.seed, ranges).repeat()
         clock = BatchClock()
         model.fit(
-            data, epochs=1, steps_per_epoch=warmup + rounds * steps, verbose=0, callbacks=[clock]
+            data,
+            epochs=1,
+            steps_per_epoch=warmup + rounds * steps,
+            verbose=0,
+            callbacks=[clock, *schedule],
         )
         # Rounds are consecutive windows of one fit call: steady-state training, as in a run's epochs
         # (each fit call would otherwise pay its own set-up and a new input iterator).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
@@ -9,13 +10,18 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import cv2
 import pytest
 from conftest import REPO
 
+from workbench import CLASS_NAMES
+
 pytestmark = pytest.mark.slow  # builds a wheel and a fresh environment
 
+PHOTO = "angry_actor_279.jpg"  # a shipped ExpW photo with one face
 
-def test_the_built_wheel_runs_a_baseline_from_an_empty_folder(tmp_path):
+
+def test_the_built_wheel_runs_a_baseline_and_predicts_a_photo_from_an_empty_folder(tmp_path):
     src = tmp_path / "src"  # a copy, so that building leaves nothing in the working tree
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -100,6 +106,27 @@ def test_the_built_wheel_runs_a_baseline_from_an_empty_folder(tmp_path):
         f"on {site / 'workbench' / 'samples' / 'fer2013_sample.csv.gz'}" in done.stdout
     )  # the wheel's own sample
     assert "test accuracy" in done.stdout and (empty / "mlruns" / "mlflow.db").is_file()
+
+    # `predict PHOTO` with no other argument: the shipped model, MTCNN, an annotated copy of the photo
+    shutil.copy(REPO / "workbench" / "samples" / "expw" / "origin" / PHOTO, empty / "photo.jpg")
+    done = subprocess.run(
+        [fresh / "bin" / "python", "-m", "workbench.predict", "photo.jpg"],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("using the shipped model")
+    assert str(site / "workbench" / "shipped" / "MODEL_CARD.md") in done.stdout
+    before = cv2.imread(str(empty / "photo.jpg"))
+    after = cv2.imread(str(empty / "predictions" / "photo.jpg"))
+    assert after.shape == before.shape and (after != before).any()  # boxes and labels drawn
+    with open(empty / "predictions" / "predictions.csv", newline="") as f:
+        labels = [row["label"] for row in csv.DictReader(f)]
+    assert labels and set(labels) <= set(CLASS_NAMES)
+
     listing = subprocess.run(
         [fresh / "bin" / "fer-workbench"], capture_output=True, text=True, timeout=60
     )

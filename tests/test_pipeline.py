@@ -1,5 +1,6 @@
 """Split, balance, augmentation and model on the shipped real faces."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -10,6 +11,8 @@ from workbench.config import (
     ExperimentConfig,
     load_config,
 )
+from workbench.core.augment import training_dataset
+from workbench.core.models.registry import make_model
 from workbench.core.split import honest_split, original_split
 from workbench.data import SAMPLE_EXPW, load_faces
 from workbench.experiment import prepare_faces
@@ -237,3 +240,40 @@ def test_cosine_schedule_warms_up_then_decays():
     assert values[0] < values[1] < values[2] and abs(values[2] - 1e-3) < 1e-9
     assert values[2] > values[3] > values[4] >= 0
     assert recipe.learning_rate("constant", 1e-3, 10, 10, 2) == 1e-3
+
+
+def test_the_schedule_moves_the_learning_rate_every_step_and_one_trace_trains():
+    """The cosine schedule reaches the optimizer through StepSchedule (a plain variable in the graph),
+    step by step as the schedule says, and the training step is traced once (no variable made in it)."""
+    from workbench.core import recipe
+
+    lr = recipe.learning_rate("cosine", 1e-2, steps_per_epoch=3, epochs=2, warmup_epochs=1)
+    model = make_model("mini_xception", (32, 32, 1), NUM_CLASSES)
+    recipe.compile_model(
+        model, recipe.make_optimizer("adamw", recipe.starting_rate(lr), 1e-4, 0.9), 0.1
+    )
+    seen, traces = [], []
+    step = type(model).train_step
+
+    def counted(self, data):
+        traces.append(1)
+        return step(self, data)
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (100, 32, 32, 1)).astype(np.uint8)
+    y = rng.integers(0, NUM_CLASSES, 100)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(model), "train_step", counted)
+        model.fit(
+            training_dataset(x, y, 32, 0.0, 0),  # 100 faces, batch 32: 3 full batches an epoch
+            epochs=2,
+            verbose=0,
+            callbacks=[*recipe.schedule_callbacks(lr), Record()],
+        )
+    assert seen == pytest.approx([float(lr(s)) for s in range(6)])
+    assert seen[0] == 0.0 and max(seen) == pytest.approx(1e-2)  # warm-up from 0 to the peak
+    assert len(traces) == 1

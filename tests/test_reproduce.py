@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +196,7 @@ def test_the_reproduction_is_the_original_scoring_model_at_its_real_budget():
 
     cfg = load_config("reproduce-65", [f"data.path={SAMPLE_EXPW}"])
     assert cfg.data.resize == "linear" and cfg.train.epochs == 25 and cfg.train.batch_size == 32
-    model = build_compiled_model(cfg, (64, 64, 3), steps_per_epoch=10, precision="float32")
+    model, _ = build_compiled_model(cfg, (64, 64, 3), steps_per_epoch=10, precision="float32")
     kinds = [type(layer).__name__ for layer in model.layers]
     assert (
         kinds.count("Conv2D") == 5
@@ -200,3 +204,74 @@ def test_the_reproduction_is_the_original_scoring_model_at_its_real_budget():
         and kinds.count("Dense") == 2
     )
     assert kinds.count("Dropout") == 6 and kinds.count("MaxPooling2D") == 5
+
+
+@pytest.mark.slow
+def test_a_killed_reproduce_resumes_its_parent_and_arms_in_place(tmp_path):
+    """SIGKILL while the honest arm trains (the original arm finished): the same command again keeps the
+    parent's and both arms' run ids, reloads the finished arm instead of training it again, and resumes
+    the honest arm from its checkpoint: one FINISHED run each, every epoch logged once."""
+    store = tmp_path / "mlruns"
+    env = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=f"sqlite:///{store / 'mlflow.db'}",
+        TF_CPP_MIN_LOG_LEVEL="3",
+        BROWSER_PATH="/nonexistent",
+    )
+    sets = [
+        "data.max_faces=1400",
+        "data.image_size=32",
+        "model.filters=[8,16,16,16,16]",
+        "model.dense_units=32",
+        f"data.cache_dir={tmp_path / 'c'}",
+    ]
+    cmd = [sys.executable, "-m", "workbench.reproduce", "--data", "fer2013", "--epochs", "3"]
+    cmd += ["--path", str(REPO / "workbench" / "samples" / "fer2013_sample.csv.gz")]
+    cmd += ["--report-dir", str(tmp_path / "reports"), *[x for s in sets for x in ("--set", s)]]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline, caught = time.time() + 400, False
+    try:
+        while time.time() < deadline and proc.poll() is None and not caught:
+            states = [json.loads(p.read_text()) for p in store.glob("checkpoints/*/state.json")]
+            parent = [s for s in states if "arms" in s]
+            arm = [s for s in states if s.get("epochs_done", 0) >= 1]
+            if parent and "original" in parent[0]["arms"] and arm and arm[0]["epochs_done"] < 3:
+                proc.send_signal(signal.SIGKILL)
+                caught = True
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
+    assert caught, "the reproduction was not caught while its honest arm trained"
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("reproduce-65").experiment_id
+
+    def by_role():
+        return {r.data.tags["reproduce.role"]: r for r in client.search_runs([exp])}
+
+    before = by_role()
+    assert {r: before[r].info.status for r in before} == {
+        "comparison": "RUNNING",
+        "original": "FINISHED",
+        "honest": "RUNNING",
+    }
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 1, again.stderr[-2000:]  # below the target, and no crash
+    parent_id = before["comparison"].info.run_id
+    assert f"resuming comparison run {parent_id}" in again.stdout
+    assert "original arm: finished before the interruption" in again.stdout
+    after = by_role()
+    assert len(client.search_runs([exp])) == 3  # nothing started anew
+    for role, run in after.items():
+        assert run.info.run_id == before[role].info.run_id and run.info.status == "FINISHED"
+    for role in ("original", "honest"):
+        steps = [m.step for m in client.get_metric_history(after[role].info.run_id, "loss")]
+        assert sorted(steps) == [0, 1, 2]  # each epoch once, the original's not trained twice
+        leak = client.get_metric_history(after[role].info.run_id, "leak_test_synthetic_fraction")
+        assert len(leak) == 1
+    assert after["comparison"].data.metrics["original_test_accuracy"] == pytest.approx(
+        before["original"].data.metrics["test_accuracy"]
+    )
+    assert not list(store.glob("checkpoints/*/state.json"))  # finished: nothing left to resume

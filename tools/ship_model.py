@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -46,11 +47,23 @@ def main() -> int:
             Path(client.download_artifacts(args.run_id, "config.yaml", tmp)).read_text()
         )
     model = mlflow.tensorflow.load_model(f"runs:/{args.run_id}/model")
-    shipped.SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
-    with atomic_path(shipped.MODEL_FILE) as tmp_model:  # model.tmp.keras: Keras wants the suffix
-        model.save(tmp_model)
     tta = bool(config["train"]["tta_flip"])
-    check = shipped.sample_check(shipped.load_model(), tta)
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = Path(tmp) / shipped.MODEL_FILE.name
+        model.save(candidate)
+        saved = shipped.load_model(candidate)
+        # The saved file must give the run's own PrivateTest figure, or the card would describe other
+        # weights: checked before anything in workbench/shipped is replaced.
+        recomputed = shipped.sample_check(saved, tta, p["data.path"])
+        if abs(recomputed["accuracy"] - m["test_accuracy"]) > 1e-6:
+            sys.exit(
+                f"{candidate.name}: PrivateTest accuracy {recomputed['accuracy']:.6f} from the saved "
+                f"file, {m['test_accuracy']:.6f} in run {args.run_id}: not shipped"
+            )
+        check = shipped.sample_check(saved, tta)
+        shipped.SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
+        with atomic_path(shipped.MODEL_FILE) as tmp_model:  # model.tmp.keras: same folder, renamed
+            shutil.copyfile(candidate, tmp_model)
     card = {
         "model": f"{config['model']['name']} ({int(m['model_parameters']):,} parameters)",
         "file": shipped.MODEL_FILE.name,
@@ -80,6 +93,7 @@ def main() -> int:
             "images_per_second": m.get("train_images_per_second"),
         },
         "sample_check": check,
+        "privatetest_recomputed": recomputed,
         "mlflow": {
             "run_id": args.run_id,
             "tracking_uri": uri,

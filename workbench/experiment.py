@@ -7,7 +7,6 @@ A top-level run is resumable: it checkpoints every epoch, and the same config st
 from __future__ import annotations
 
 import hashlib
-import math
 import tempfile
 import time
 from collections.abc import Sequence
@@ -76,7 +75,8 @@ def resume_key(cfg: ExperimentConfig, data_digest: str) -> str:
 
 def build_compiled_model(
     cfg: ExperimentConfig, input_shape: tuple[int, int, int], steps_per_epoch: int, precision: str
-) -> keras.Model:
+) -> tuple[keras.Model, list[keras.callbacks.Callback]]:
+    """The compiled model, and the callbacks its training needs (the learning-rate schedule's)."""
     t = cfg.train
     with recipe.dtype_policy(precision):
         model = make_model(
@@ -88,9 +88,11 @@ def build_compiled_model(
     lr = recipe.learning_rate(
         t.schedule, t.learning_rate, steps_per_epoch, t.epochs, t.warmup_epochs
     )
-    optimizer = recipe.make_optimizer(t.optimizer, lr, t.weight_decay, t.momentum)
+    optimizer = recipe.make_optimizer(
+        t.optimizer, recipe.starting_rate(lr), t.weight_decay, t.momentum
+    )
     # Under mixed_float16, compile wraps the optimizer in a LossScaleOptimizer itself (auto_scale_loss).
-    return recipe.compile_model(model, optimizer, t.label_smoothing)
+    return recipe.compile_model(model, optimizer, t.label_smoothing), recipe.schedule_callbacks(lr)
 
 
 def predict(
@@ -161,8 +163,10 @@ def run_experiment(
                 manifest=not light,
                 inputs=resume_run_id is None,
             )
-            steps = math.ceil(len(prepared.train) / cfg.train.batch_size)
-            model = build_compiled_model(cfg, prepared.train.images.shape[1:], steps, precision)
+            steps = recipe.steps_per_epoch(len(prepared.train), cfg.train.batch_size)
+            model, schedule = build_compiled_model(
+                cfg, prepared.train.images.shape[1:], steps, precision
+            )
             if resume_run_id is None:
                 mlflow.log_metrics(
                     {
@@ -175,7 +179,7 @@ def run_experiment(
                 model,
                 cfg,
                 prepared,
-                callbacks,
+                [*schedule, *callbacks],
                 checkpoints,
                 runs.epoch_logger(run_id),
                 verbose=not light,
@@ -222,6 +226,40 @@ def run_experiment(
         runs.tracking_uri(),
         prepared,
         result.resumed_from,
+    )
+
+
+def finished_run_result(run_id: str, cfg: ExperimentConfig) -> RunResult:
+    """A finished, tested run of cfg as if it had just run: its logged metrics, its model's predictions
+    on the same test split again (the split is seeded), checked against the logged accuracy. What a
+    resumed comparison uses for an arm that finished before the interruption."""
+    run = mlflow.MlflowClient().get_run(run_id)
+    faces = load_faces(cfg.data, cfg.seed)
+    prepared = prepare_faces(faces, cfg)
+    model_uri = f"runs:/{run_id}/model"
+    model = mlflow.tensorflow.load_model(model_uri)
+    probs, _ = predict(model, prepared.test.images, cfg.train.tta_flip)
+    ev = evaluate(prepared.test.labels, probs)
+    logged = run.data.metrics["test_accuracy"]
+    if abs(ev.metrics["test_accuracy"] - logged) > 1e-6:
+        raise RuntimeError(
+            f"run {run_id}: its model scores {ev.metrics['test_accuracy']:.6f} on the test split "
+            f"now, {logged:.6f} when it ran (different faces or weights)"
+        )
+    history = {
+        key: [m.value for m in mlflow.MlflowClient().get_metric_history(run_id, key)]
+        for key in ("loss", "val_loss", "accuracy", "val_accuracy")
+    }
+    return RunResult(
+        run_id,
+        run.info.experiment_id,
+        dict(run.data.metrics),
+        history,
+        ev,
+        {},
+        model_uri,
+        runs.tracking_uri(),
+        prepared,
     )
 
 
@@ -319,7 +357,9 @@ def log_evaluation(
         figs[f"{split}_predictions"] = figures.prediction_grid(images, ev, seed)
         figs["confident_mistakes"] = figures.confident_mistakes(images, ev)
     with tempfile.TemporaryDirectory() as tmp:
-        figures.write_figures(figs, Path(tmp), png=True, offline=not light)
+        # A sweep's trials: PNGs of the two figures compared across trials only (each PNG costs ~0.7 s).
+        png = frozenset({"curves", "confusion_matrix_normalized"}) if light else True
+        figures.write_figures(figs, Path(tmp), png=png, offline=not light)
         if not light:
             figures.write_report(figs, Path(tmp) / "report.html", "Run report", header)
         mlflow.log_artifacts(tmp, "figures")

@@ -24,29 +24,36 @@ def card() -> dict:
     return json.loads(CARD_FILE.read_text())
 
 
-def load_model():
+def load_model(path: Path = MODEL_FILE):
     import keras
 
-    return keras.saving.load_model(MODEL_FILE, compile=False)
+    return keras.saving.load_model(path, compile=False)
 
 
-def sample_check(model, tta_flip: bool) -> dict[str, float]:
-    """Accuracy and macro-F1 on the bundled FER-2013 sample's PrivateTest faces (its test split)."""
+def sample_check(model, tta_flip: bool, path: str | None = None) -> dict[str, float]:
+    """Accuracy and macro-F1 on the PrivateTest faces (the test split) of a FER-2013 CSV: the bundled
+    sample's 350 by default, or the whole file's 3,589 with `path`."""
+    import numpy as np
+
     from workbench.config import DataConfig
     from workbench.core.metrics import evaluate
     from workbench.core.protocol import prepare
     from workbench.data import load_faces
     from workbench.experiment import predict
 
-    faces = load_faces(DataConfig(image_size=int(model.input_shape[1]), channels=1), seed=0)
+    data = DataConfig(path=path, image_size=int(model.input_shape[1]), channels=1)
+    faces = load_faces(data, seed=0)
     test = prepare(faces, "split-then-resample", seed=0).test
     probs, _ = predict(model, test.images, tta_flip)
     m = evaluate(test.labels, probs, prefix="").metrics
+    counts = np.bincount(test.labels, minlength=probs.shape[1])
     return {
         "faces": len(test),
         "digest": faces.digest[:16],
         "accuracy": round(m["accuracy"], 6),
         "macro_f1": round(m["macro_f1"], 6),
+        "chance_uniform": round(1 / probs.shape[1], 6),
+        "chance_majority": round(float(counts.max() / counts.sum()), 6),
     }
 
 

@@ -3,6 +3,8 @@ with both runs nested, a markdown + plotly comparison report, and the leakage me
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import tempfile
@@ -15,12 +17,16 @@ import plotly.graph_objects as go
 
 from workbench import CLASS_NAMES
 from workbench.config import HONEST_PROTOCOL, ExperimentConfig
+from workbench.core.checkpoint import STATE
 from workbench.data import load_faces
-from workbench.experiment import RunResult, run_experiment
-from workbench.files import atomic_path, write_text_atomic
+from workbench.experiment import RunResult, finished_run_result, run_experiment
+from workbench.files import atomic_path, write_json_atomic, write_text_atomic
 from workbench.studies import leakage
 from workbench.tracking import figures, runs
 
+COMPARISON_KEY = "comparison_key"  # the parent run's tag: same comparison started again -> resumed
+# The parent's checkpoint folder holds state.json (what find_resumable_run looks for): role -> run id of
+# each finished arm.
 ROLES = {
     "original": "original: SMOTE on all faces, then 70/15/15",
     "honest": "honest: split first, SMOTE on training only",
@@ -89,6 +95,12 @@ def hardware() -> str:
     return f"CPU: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), no GPU"
 
 
+def comparison_key(original: ExperimentConfig, data_digest: str, target: float) -> str:
+    return hashlib.sha256(f"{original.to_yaml()}\0{data_digest}\0{target}".encode()).hexdigest()[
+        :32
+    ]
+
+
 def run_comparison(
     original: ExperimentConfig, data_name: str, target: float, report_dir: Path
 ) -> Outcome:
@@ -101,7 +113,12 @@ def run_comparison(
             f"using all of them instead of {original.data.max_faces:,}"
         )
     dataset = Path(faces.path).name
-    runs.configure(original.experiment_name)
+    experiment_id = runs.configure(original.experiment_name)
+    # Same comparison (config, data, target) started again: the unfinished parent is reopened, an arm
+    # that finished is reloaded, an arm cut short resumes from its checkpoint (its config names the
+    # same parent, so its own resume key matches).
+    key = comparison_key(original, faces.digest, target)
+    resume_id = runs.find_resumable_run(experiment_id, key, tag=COMPARISON_KEY)
     started = time.perf_counter()
     results: dict[str, RunResult] = {}
     leaks: dict[str, dict[str, float]] = {}
@@ -111,25 +128,46 @@ def run_comparison(
         tags={
             "reproduce.role": "comparison",
             "dataset": dataset,
+            COMPARISON_KEY: key,
             **runs.git_state(),
             **runs.package_versions(),
         },
+        run_id=resume_id,
     ) as parent:
-        runs.log_config(original)
-        for role, cfg in (("original", original), ("honest", honest)):
-            cfg.tracking.run_name = f"{ROLES[role]} · {dataset}"
-            cfg.purpose.role, cfg.purpose.parent_run_id = "arm", parent.info.run_id
-            cfg.purpose.tags = {"reproduce.role": role}
-            results[role] = run_experiment(cfg)
-            masks = leakage.leaked_items(results[role].prepared)
-            ev = results[role].evaluation
-            leaks[role] = leakage.fractions(masks) | leakage.accuracy_by_leak(
-                ev.y_true, ev.y_pred, masks["test"]
-            )
-            client = mlflow.MlflowClient()
-            for key, value in leaks[role].items():
-                client.log_metric(results[role].run_id, key, value)
-        wall = time.perf_counter() - started
+        folder = runs.checkpoint_dir(parent.info.run_id)
+        with runs.owned(folder):
+            if resume_id is None:
+                runs.log_config(original)
+                write_json_atomic(folder / STATE, {"arms": {}, "seconds": 0.0})
+            else:
+                print(f"resuming comparison run {resume_id}")
+            # arms: role -> run id of each finished arm; seconds: wall time of the earlier sessions
+            state = json.loads((folder / STATE).read_text())
+            for role, cfg in (("original", original), ("honest", honest)):
+                cfg.tracking.run_name = f"{ROLES[role]} · {dataset}"
+                cfg.purpose.role, cfg.purpose.parent_run_id = "arm", parent.info.run_id
+                cfg.purpose.tags = {"reproduce.role": role}
+                done = state["arms"].get(role)
+                if done:
+                    print(f"{role} arm: finished before the interruption (run {done}), reloaded")
+                    results[role] = finished_run_result(done, cfg)
+                else:
+                    results[role] = run_experiment(cfg)
+                masks = leakage.leaked_items(results[role].prepared)
+                ev = results[role].evaluation
+                leaks[role] = leakage.fractions(masks) | leakage.accuracy_by_leak(
+                    ev.y_true, ev.y_pred, masks["test"]
+                )
+                if not done:  # a reloaded arm has them already
+                    client = mlflow.MlflowClient()
+                    for k, value in leaks[role].items():
+                        client.log_metric(results[role].run_id, k, value)
+                    state["arms"][role] = results[role].run_id
+                    write_json_atomic(
+                        folder / STATE,
+                        state | {"seconds": state["seconds"] + time.perf_counter() - started},
+                    )
+        wall = state["seconds"] + time.perf_counter() - started  # across interruptions
         acc = results["original"].metrics["test_accuracy"]
         reached = acc >= target
         counts = ", ".join(f"{k} {v}" for k, v in faces.class_counts().items())
@@ -162,6 +200,7 @@ def run_comparison(
         write_text_atomic(stem.with_suffix(".md"), markdown)
         with atomic_path(stem.with_suffix(".html")) as tmp:
             figures.write_report(figs, tmp, f"reproduce-65 on {dataset}")
+    runs.drop_checkpoints(folder)  # finished: nothing left to resume
     return Outcome(reached, verdict, stem.with_suffix(".md"), parent.info.run_id, results, leaks)
 
 

@@ -360,12 +360,12 @@ def _owner_alive(folder: Path) -> bool:
     return isinstance(owner.get("pid"), int) and processes.alive(owner["pid"])
 
 
-def find_resumable_run(experiment_id: str, key: str) -> str | None:
-    """The newest unfinished run of this config and data whose checkpoint is on this machine and that no
-    live process is training."""
+def find_resumable_run(experiment_id: str, key: str, tag: str = "resume_key") -> str | None:
+    """The newest unfinished run tagged `tag` = key (same config and data) whose checkpoint is on this
+    machine and that no live process is training."""
     runs = mlflow.MlflowClient().search_runs(
         [experiment_id],
-        filter_string=f"tags.resume_key = '{key}'",
+        filter_string=f"tags.{tag} = '{key}'",
         order_by=["attributes.start_time DESC"],
         max_results=20,
     )
