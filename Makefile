@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 ARGS   ?=
 
-.PHONY: setup run sweep reproduce-65 test test-fast lint format ui dashboard bench bench-sweep bench-predict clean-cache
+.PHONY: setup run sweep reproduce-65 test test-fast lint format ui dashboard bench bench-sweep bench-predict bench-shipped clean-cache
 
 setup: $(STAMP)
 
@@ -39,7 +39,7 @@ reproduce-65: setup
 
 ## ruff, then the test suite (real data, PostgreSQL, MLflow server, Chromium; 15-19 minutes on 2 cores)
 test: setup lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 ## ruff: lint and formatting (100 columns); part of make test, so CI runs it
 lint: setup
@@ -78,6 +78,10 @@ bench-sweep: setup
 ## Face detection, classification (batched vs one face per call) and video frames/s
 bench-predict: setup
 	$(BIN)/python benchmarks/predict_speed.py $(ARGS)
+
+## The shipped model on FER-2013 PrivateTest, ExpW (cross-dataset; with and without eye alignment), FER+
+bench-shipped: setup
+	$(BIN)/python benchmarks/shipped_model.py $(ARGS)
 
 clean-cache:
 	rm -rf $${XDG_CACHE_HOME:-$$HOME/.cache}/fer-workbench

@@ -3,15 +3,23 @@
     python benchmarks/sweep_pruning.py [--trials 12] [--epochs 10] [--max-faces 2000]
                                        [--pruner successive_halving]
 
+    python benchmarks/sweep_pruning.py --replay benchmarks/results/sweep_pruning.json
+
 Both sweeps use the default search space and pruner settings (experiments/sweep.yaml) on the bundled
 sample, each in its own throw-away Optuna and MLflow store. The sampler draws at random with the same
 seed in both (TPE's start-up phase lasts the whole study), so both studies hold the same trials and
 only the pruner differs. Prints a table and writes JSON.
+
+`--replay` trains nothing: it feeds the unpruned study's saved per-epoch curves, trial by trial in
+their order, to each candidate pruner (Optuna's own, through `ask`/`report`/`should_prune`/`tell`, as
+a one-worker study meets them) and prints the epochs each would have trained and the best value it
+would have kept: how the default pruner was chosen.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -81,6 +89,76 @@ def run_sweep(pruner: dict, args: argparse.Namespace, workdir: Path) -> dict:
     }
 
 
+CANDIDATES = (
+    [
+        {"kind": "successive_halving", "min_resource": m, "reduction_factor": r}
+        for m in (1, 2, 3)
+        for r in (2, 3, 4)
+    ]
+    + [
+        {"kind": "median", "n_startup_trials": n, "n_warmup_steps": w}
+        for n in (2, 4)
+        for w in (1, 2, 3, 5)
+    ]
+    + [{"kind": "hyperband", "min_resource": m, "reduction_factor": 3} for m in (1, 2)]
+)
+
+
+def replay(full: dict, pruner: dict, epochs: int) -> dict:
+    """What `pruner` would have done to the unpruned study's trials (their curves and final values)."""
+    from workbench.studies.search_space import SweepSpec
+    from workbench.studies.storage import pruner as make_pruner
+
+    spec = yaml.safe_load((REPO / "experiments" / "sweep.yaml").read_text())
+    spec["pruner"] = pruner
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize", pruner=make_pruner(SweepSpec.model_validate(spec), epochs)
+    )
+    trained, kept = 0, []
+    for curve, value in zip(full["curves"], full["values"], strict=True):
+        trial = study.ask()
+        for step, v in enumerate(curve, start=1):
+            trial.report(v, step)
+            if step < len(curve) and trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                trained += step
+                break
+        else:
+            study.tell(trial, value)
+            trained += len(curve)
+            kept.append(value)
+    return {
+        "pruner": pruner,
+        "epochs": trained,
+        "epoch_ratio": trained / sum(len(c) for c in full["curves"]),
+        "best": max(kept),
+        "gap_points": (max(full["values"]) - max(kept)) * 100,
+    }
+
+
+def replay_all(path: Path, epochs: int) -> int:
+    data = json.loads(path.read_text())
+    full = data["results"][0]
+    if not full.get("curves") or len(full["curves"]) != len(full["values"]):
+        raise SystemExit(f"{path}: no per-epoch curves of an unpruned study to replay")
+    rows = [replay(full, p, epochs) for p in CANDIDATES]
+    print(
+        f"unpruned: {sum(len(c) for c in full['curves'])} epochs, best {max(full['values']):.4f}\n"
+    )
+    print(f"{'pruner':<62} {'epochs':>6} {'ratio':>6} {'best':>7} {'gap pts':>8}")
+    for r in rows:
+        ok = "  <- meets both" if r["epoch_ratio"] <= 0.40 and r["gap_points"] <= 1 else ""
+        name = ", ".join(f"{k}={v}" for k, v in r["pruner"].items())
+        print(
+            f"{name:<62} {r['epochs']:>6} {r['epoch_ratio']:>6.2f} {r['best']:>7.4f} "
+            f"{r['gap_points']:>+8.2f}{ok}"
+        )
+    write_json_atomic(path, data | {"replays": rows})
+    print(f"\nwritten {path} (replays)")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12)
@@ -94,7 +172,12 @@ def main() -> int:
         choices=["successive_halving", "hyperband", "median"],
     )
     parser.add_argument("--json", default="benchmarks/results/sweep_pruning.json")
+    parser.add_argument(
+        "--replay", action="store_true", help="replay pruners on --json's unpruned curves"
+    )
     args = parser.parse_args()
+    if args.replay:
+        return replay_all(Path(args.json), args.epochs)
 
     results = []
     for pruner in ({"kind": "none"}, {"kind": args.pruner}):

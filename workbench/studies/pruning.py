@@ -30,6 +30,8 @@ class OptunaReporter(keras.callbacks.Callback):
         # decision after the first epoch, max_resource: the epochs an unpruned trial trains).
         self.trial.report(float(value), epoch + 1)
         self.last_step = epoch + 1
-        if self.trial.should_prune():
+        # After the last epoch there is nothing left to save: the trial completes with its value.
+        last = epoch + 1 >= (self.params or {}).get("epochs", float("inf"))
+        if not last and self.trial.should_prune():
             self.pruned = True
             self.model.stop_training = True
