@@ -256,6 +256,19 @@ def test_pruned_trial_stops_training_after_the_epoch_it_was_pruned(tmp_path, tra
     assert trial.user_attrs["mlflow_run_id"] == result.run_id
 
 
+def test_a_trial_is_not_pruned_after_its_last_epoch(tmp_path, tracking_store):
+    """Pruning then saves nothing and would throw away a finished trial's value."""
+    from workbench.experiment import run_experiment
+    from workbench.studies.pruning import OptunaReporter
+
+    cfg = load_config("baseline", TINY + [f"data.cache_dir={tmp_path}", "purpose.role=trial"])
+    assert cfg.train.epochs == 1
+    trial = optuna.create_study(direction="maximize", pruner=AlwaysPrune()).ask()
+    reporter = OptunaReporter(trial, "val_macro_f1")
+    run_experiment(cfg, callbacks=[reporter])
+    assert not reporter.pruned and list(trial.study.trials[0].intermediate_values) == [1]
+
+
 # --- a whole sweep: nested runs, resume, best config --------------------------------------------------
 
 
