@@ -247,15 +247,11 @@ STYLE = (
 
 
 def write_figures(
-    figs: dict[str, go.Figure],
-    out_dir: Path,
-    png: bool | frozenset[str] = True,
-    offline: bool = True,
+    figs: dict[str, go.Figure], out_dir: Path, png: bool = True, offline: bool = True
 ) -> list[Path]:
-    """name.html for every figure, plus name.png where a browser is available (`png`: every figure, none,
-    or the names of those to export). `offline`: plotly.js written once beside them (4.8 MB) and used by
-    every page; otherwise (sweep trials: many small runs) the pages load it from plotly's CDN and the
-    PNGs are the offline view."""
+    """name.html for every figure, plus name.png where a browser is available. `offline`: plotly.js
+    written once beside them (4.8 MB) and used by every page; otherwise (sweep trials: many small
+    runs) the pages load it from plotly's CDN."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [ensure_plotly_js(out_dir)] if offline else []
     for name, fig in figs.items():
@@ -266,10 +262,9 @@ def write_figures(
         )
         (out_dir / f"{name}.html").write_text(page)
         written.append(out_dir / f"{name}.html")
-    exported = {n: f for n, f in figs.items() if png is True or (png and n in png)}
-    if exported:
+    if png:
         with png_renderer() as available:
-            for name, fig in exported.items() if available else ():
+            for name, fig in figs.items() if available else ():
                 try:
                     _bounded(
                         lambda f=fig, n=name: f.write_image(out_dir / f"{n}.png"), RENDER_TIMEOUT_S
