@@ -121,7 +121,7 @@ def test_the_built_wheel_runs_a_baseline_and_predicts_a_photo_from_an_empty_fold
     assert done.stdout.startswith("using the shipped model")
     assert str(site / "workbench" / "shipped" / "MODEL_CARD.md") in done.stdout
     before = cv2.imread(str(empty / "photo.jpg"))
-    after = cv2.imread(str(empty / "predictions" / "photo.jpg"))
+    after = cv2.imread(str(empty / "predictions" / "photo.annotated.jpg"))
     assert after.shape == before.shape and (after != before).any()  # boxes and labels drawn
     with open(empty / "predictions" / "predictions.csv", newline="") as f:
         labels = [row["label"] for row in csv.DictReader(f)]
