@@ -8,8 +8,6 @@ workbench.serve.predict does vs one face per model.predict call, the naive way),
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -18,12 +16,12 @@ from workbench.cli import quiet_tensorflow
 quiet_tensorflow()
 
 import numpy as np  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 from workbench.core.models.registry import make_model  # noqa: E402
 from workbench.data import SAMPLE_EXPW  # noqa: E402
 from workbench.data.decode import read_rgb, resize_face  # noqa: E402
 from workbench.data.expw import parse_label_file  # noqa: E402
-from workbench.files import write_json_atomic  # noqa: E402
 from workbench.serve.detect import DETECTORS, Box, make_detector, recall  # noqa: E402
 from workbench.serve.predict import Predictor  # noqa: E402
 
@@ -123,7 +121,7 @@ def main() -> int:
             else f"{value:,.2f}"
         )
         print(f"{name:<{width}}  {text}")
-    out = write_json_atomic(
+    write_results(
         Path(args.json),
         {
             "detectors": detector_rows,
@@ -133,11 +131,8 @@ def main() -> int:
             "video_frames_per_s": video_fps,
             "faces_per_frame": n_faces / args.frames,
             "photos": len(photos),
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
         },
     )
-    print(f"\nwritten {out}")
     return 0
 
 

@@ -17,8 +17,6 @@ Rows (accuracy, macro-F1, chance = 1/7 and the commonest class's share, beside e
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 from pathlib import Path
 
 from workbench.cli import quiet_tensorflow
@@ -27,6 +25,7 @@ quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 from workbench import CLASS_NAMES  # noqa: E402
 from workbench.config import DataConfig  # noqa: E402
@@ -35,7 +34,6 @@ from workbench.data import load_faces  # noqa: E402
 from workbench.data.decode import read_rgb, resize_face  # noqa: E402
 from workbench.data.expw import crop_face, parse_label_file  # noqa: E402
 from workbench.experiment import predict  # noqa: E402
-from workbench.files import write_json_atomic  # noqa: E402
 from workbench.serve import shipped  # noqa: E402
 from workbench.serve.detect import Box, crop, iou, make_detector  # noqa: E402
 
@@ -152,7 +150,7 @@ def main() -> int:
             f"{r['chance_uniform']:>7.3f} {r['chance_majority']:>9.3f}"
         )
     print(f"FER+ majority and FER-2013 label agree on {plus['labels agree']:.1%} of those faces")
-    out = write_json_atomic(
+    write_results(
         Path(args.json),
         {
             "model": card["model"],
@@ -162,11 +160,8 @@ def main() -> int:
             "card_privatetest_accuracy": card["test"]["accuracy"],
             "expw": expw,
             "ferplus": plus,
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
         },
     )
-    print(f"\nwritten {out}")
     return 0
 
 

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import platform
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,6 +25,7 @@ quiet_tensorflow()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from results_file import write_results  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from workbench import NUM_CLASSES, recipe  # noqa: E402
@@ -35,7 +33,6 @@ from workbench.config import ExperimentConfig, load_config  # noqa: E402
 from workbench.core.augment import ORIGINAL, Ranges, training_dataset  # noqa: E402
 from workbench.data import DEFAULT_DATASET, load_faces  # noqa: E402
 from workbench.experiment import build_compiled_model, seed_everything  # noqa: E402
-from workbench.files import write_json_atomic  # noqa: E402
 
 
 @dataclass
@@ -260,16 +257,8 @@ def main() -> int:
         "ratio_default_over_original": medians[default_row] / orig,
         "cache": caches,
         "peak_rss_mib": peak_rss_mib,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": sys.version.split()[0],
-            "tensorflow": tf.__version__,
-            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-        },
     }
-    out = write_json_atomic(Path(args.json), result)
-    print(f"\nwritten {out}")
+    write_results(Path(args.json), result)
     return 0
 
 

@@ -83,23 +83,20 @@ def test_the_built_wheel_runs_a_baseline_and_predicts_a_photo_from_an_empty_fold
     empty.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI")}
     env["BROWSER_PATH"] = "/nonexistent"  # PNG export is not what this test is about
-    done = subprocess.run(
-        [
-            fresh / "bin" / "fer-workbench",
-            "run",
-            "baseline",
-            "--set",
-            "train.epochs=1",
-            "--set",
-            "data.max_faces=700",
-            "--set",
-            f"data.cache_dir={tmp_path / 'cache'}",
-        ],
-        cwd=empty,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+
+    def in_empty(*cmd):
+        return subprocess.run(cmd, cwd=empty, env=env, capture_output=True, text=True, timeout=600)
+
+    done = in_empty(
+        fresh / "bin" / "fer-workbench",
+        "run",
+        "baseline",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.max_faces=700",
+        "--set",
+        f"data.cache_dir={tmp_path / 'cache'}",
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (
@@ -109,14 +106,7 @@ def test_the_built_wheel_runs_a_baseline_and_predicts_a_photo_from_an_empty_fold
 
     # `predict PHOTO` with no other argument: the shipped model, MTCNN, an annotated copy of the photo
     shutil.copy(REPO / "workbench" / "samples" / "expw" / "origin" / PHOTO, empty / "photo.jpg")
-    done = subprocess.run(
-        [fresh / "bin" / "python", "-m", "workbench.predict", "photo.jpg"],
-        cwd=empty,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = in_empty(fresh / "bin" / "python", "-m", "workbench.predict", "photo.jpg")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("using the shipped model")
     assert str(site / "workbench" / "shipped" / "MODEL_CARD.md") in done.stdout
