@@ -261,8 +261,10 @@ def test_a_trial_is_not_pruned_after_its_last_epoch(tmp_path, tracking_store):
     from workbench.experiment import run_experiment
     from workbench.studies.pruning import OptunaReporter
 
-    cfg = load_config("baseline", TINY + [f"data.cache_dir={tmp_path}", "purpose.role=trial"])
-    assert cfg.train.epochs == 1
+    cfg = load_config(
+        "baseline",
+        TINY + ["train.epochs=1", f"data.cache_dir={tmp_path}", "purpose.role=trial"],
+    )
     trial = optuna.create_study(direction="maximize", pruner=AlwaysPrune()).ask()
     reporter = OptunaReporter(trial, "val_macro_f1")
     run_experiment(cfg, callbacks=[reporter])
