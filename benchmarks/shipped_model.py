@@ -27,9 +27,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from results_file import write_results  # noqa: E402
 
-from workbench import CLASS_NAMES  # noqa: E402
 from workbench.config import DataConfig  # noqa: E402
-from workbench.core.metrics import evaluate  # noqa: E402
+from workbench.core.metrics import chance_levels, evaluate  # noqa: E402
 from workbench.data import load_faces  # noqa: E402
 from workbench.data.decode import read_rgb, resize_face  # noqa: E402
 from workbench.data.expw import crop_face, parse_label_file  # noqa: E402
@@ -44,14 +43,11 @@ FERPLUS["neutral"] = 6
 
 def score(labels: np.ndarray, probs: np.ndarray) -> dict:
     m = evaluate(np.asarray(labels), probs, prefix="").metrics
-    counts = np.bincount(labels, minlength=len(CLASS_NAMES))
     return {
         "faces": int(len(labels)),
         "accuracy": m["accuracy"],
         "macro_f1": m["macro_f1"],
-        "chance_uniform": 1 / len(CLASS_NAMES),
-        "chance_majority": float(counts.max() / counts.sum()),
-    }
+    } | chance_levels(np.asarray(labels))
 
 
 def classify(model, crops: list[np.ndarray], tta: bool) -> np.ndarray:

@@ -33,10 +33,8 @@ def load_model(path: Path = MODEL_FILE):
 def sample_check(model, tta_flip: bool, path: str | None = None) -> dict[str, float]:
     """Accuracy and macro-F1 on the PrivateTest faces (the test split) of a FER-2013 CSV: the bundled
     sample's 350 by default, or the whole file's 3,589 with `path`."""
-    import numpy as np
-
     from workbench.config import DataConfig
-    from workbench.core.metrics import evaluate
+    from workbench.core.metrics import chance_levels, evaluate
     from workbench.core.protocol import prepare
     from workbench.data import load_faces
     from workbench.experiment import predict
@@ -46,15 +44,12 @@ def sample_check(model, tta_flip: bool, path: str | None = None) -> dict[str, fl
     test = prepare(faces, "split-then-resample", seed=0).test
     probs, _ = predict(model, test.images, tta_flip)
     m = evaluate(test.labels, probs, prefix="").metrics
-    counts = np.bincount(test.labels, minlength=probs.shape[1])
     return {
         "faces": len(test),
         "digest": faces.digest[:16],
         "accuracy": round(m["accuracy"], 6),
         "macro_f1": round(m["macro_f1"], 6),
-        "chance_uniform": round(1 / probs.shape[1], 6),
-        "chance_majority": round(float(counts.max() / counts.sum()), 6),
-    }
+    } | {k: round(v, 6) for k, v in chance_levels(test.labels).items()}
 
 
 def describe() -> str:
