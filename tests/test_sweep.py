@@ -236,18 +236,23 @@ def test_conditions_must_name_an_earlier_choice(tmp_path, capsys, when, message)
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_pruned_trial_stops_training_after_the_epoch_it_was_pruned(tmp_path, tracking_store):
+def run_trial_under_always_prune(tmp_path, epochs: int):
+    """A tiny trial run whose pruner says "prune" at every report: (trial, reporter, result)."""
     from workbench.experiment import run_experiment
     from workbench.studies.pruning import OptunaReporter
 
     cfg = load_config(
         "baseline",
-        TINY + ["train.epochs=4", f"data.cache_dir={tmp_path}", "purpose.role=trial"],
+        TINY + [f"train.epochs={epochs}", f"data.cache_dir={tmp_path}", "purpose.role=trial"],
     )
     trial = optuna.create_study(direction="maximize", pruner=AlwaysPrune()).ask()
     reporter = OptunaReporter(trial, "val_macro_f1")
-    result = run_experiment(cfg, callbacks=[reporter])
+    return trial, reporter, run_experiment(cfg, callbacks=[reporter])
+
+
+@pytest.mark.slow
+def test_pruned_trial_stops_training_after_the_epoch_it_was_pruned(tmp_path, tracking_store):
+    trial, reporter, result = run_trial_under_always_prune(tmp_path, epochs=4)
     assert reporter.pruned and result.metrics["epochs_run"] == 1
     assert list(trial.study.trials[0].intermediate_values) == [1]  # step = epochs trained
     assert not any(
@@ -256,18 +261,10 @@ def test_pruned_trial_stops_training_after_the_epoch_it_was_pruned(tmp_path, tra
     assert trial.user_attrs["mlflow_run_id"] == result.run_id
 
 
+@pytest.mark.slow
 def test_a_trial_is_not_pruned_after_its_last_epoch(tmp_path, tracking_store):
     """Pruning then saves nothing and would throw away a finished trial's value."""
-    from workbench.experiment import run_experiment
-    from workbench.studies.pruning import OptunaReporter
-
-    cfg = load_config(
-        "baseline",
-        TINY + ["train.epochs=1", f"data.cache_dir={tmp_path}", "purpose.role=trial"],
-    )
-    trial = optuna.create_study(direction="maximize", pruner=AlwaysPrune()).ask()
-    reporter = OptunaReporter(trial, "val_macro_f1")
-    run_experiment(cfg, callbacks=[reporter])
+    trial, reporter, _ = run_trial_under_always_prune(tmp_path, epochs=1)
     assert not reporter.pruned and list(trial.study.trials[0].intermediate_values) == [1]
 
 
