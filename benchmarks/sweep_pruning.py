@@ -1,6 +1,6 @@
 """The same sweep with and without pruning: total epochs trained, best validation score, wall time.
 
-    python benchmarks/sweep_pruning.py [--trials 12] [--epochs 10] [--max-faces 2000]
+    python benchmarks/sweep_pruning.py [--trials 12] [--epochs 10] [--max-faces 2000] [--seed 42]
                                        [--pruner successive_halving]
 
     python benchmarks/sweep_pruning.py --replay benchmarks/results/sweep_pruning.json
@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 def run_sweep(pruner: dict, args: argparse.Namespace, workdir: Path) -> dict:
     spec = yaml.safe_load((REPO / "experiments" / "sweep.yaml").read_text())
     spec["pruner"]["kind"] = pruner["kind"]
+    spec["sampler"]["seed"] = args.seed
     spec["sampler"]["n_startup_trials"] = (
         args.trials
     )  # random draws: the same trials in both studies
@@ -165,6 +166,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument(
         "--max-faces", type=int, default=2000, help="faces of the bundled sample to use"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=42, help="the sampler's seed: another seed, other trials"
     )
     parser.add_argument(
         "--pruner",
