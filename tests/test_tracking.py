@@ -59,3 +59,48 @@ def test_new_experiments_open_in_the_model_training_view(tracking_store):
         mlflow.get_experiment(experiment_id).tags["mlflow.experimentKind"]
         == "custom_model_development"
     )
+
+
+def _log_at_once(dataset, run_ids: list[str]) -> list[str]:
+    """Log `dataset` to each run from its own thread, all released together; returns the errors."""
+    import threading
+
+    start, errors = threading.Barrier(len(run_ids)), []
+
+    def log(run_id):
+        start.wait(timeout=60)
+        try:
+            with mlflow.start_run(run_id=run_id):  # the active run is per thread
+                runs.log_input(dataset, "training", {})
+        except Exception as e:  # noqa: BLE001 - collected and asserted by the caller
+            errors.append(f"{type(e).__name__}: {str(e)[:300]}")
+
+    threads = [threading.Thread(target=log, args=(r,)) for r in run_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return errors
+
+
+@pytest.mark.slow
+def test_workers_logging_the_same_new_dataset_at_once_all_succeed(postgres, tmp_path):
+    """Sweep workers on one PostgreSQL store log the same split at the same moment: MLflow looks the
+    dataset up, then inserts it, so without a retry all but one hit its unique key (CI saw it)."""
+    import pandas as pd
+
+    uri = postgres.create_database(f"mlflow_{tmp_path.name.lower().replace('-', '_')[-40:]}")
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("race", artifact_location=str(tmp_path / "artifacts"))
+    mlflow.set_tracking_uri(uri)
+    try:
+        for attempt in range(3):  # without the retry, 5 of 6 threads failed on the first attempt
+            frame = pd.DataFrame({"id": [f"{attempt}-{i}" for i in range(5)], "label": range(5)})
+            dataset = mlflow.data.from_pandas(frame, name=f"faces{attempt}", digest=f"d{attempt}")
+            run_ids = [client.create_run(experiment).info.run_id for _ in range(6)]
+            assert _log_at_once(dataset, run_ids) == []
+            for run_id in run_ids:
+                inputs = client.get_run(run_id).inputs.dataset_inputs
+                assert [i.dataset.name for i in inputs] == [f"faces{attempt}"]
+    finally:
+        mlflow.set_tracking_uri(None)

@@ -292,7 +292,7 @@ def log_dataset(
             "per_class": json.dumps(lineage["splits"][name]["per_class"]),
         }
         if inputs:
-            mlflow.log_input(dataset, context=contexts[name], tags=tags)
+            log_input(dataset, contexts[name], tags)
     if inputs:
         mlflow.log_dict(lineage, "dataset/lineage.json")
     if manifest:
@@ -303,6 +303,22 @@ def log_dataset(
             )
             mlflow.log_artifact(str(path), "dataset")
     return lineage
+
+
+def log_input(dataset, context: str, tags: dict[str, str], attempts: int = 4) -> None:
+    """mlflow.log_input, safe when several workers log the same new dataset at once.
+
+    MLflow's SQL store looks the dataset up, then inserts it: of two workers racing there, one hits the
+    datasets' unique key. The failed transaction is rolled back whole, so trying again finds the
+    dataset the other worker stored and only links it to this run."""
+    for attempt in range(attempts):
+        try:
+            mlflow.log_input(dataset, context=context, tags=tags)
+            return
+        except mlflow.exceptions.MlflowException as e:
+            if "unique" not in str(e).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _digest(*parts) -> str:
