@@ -266,11 +266,20 @@ def test_a_killed_reproduce_resumes_its_parent_and_arms_in_place(tmp_path):
     assert len(client.search_runs([exp])) == 3  # nothing started anew
     for role, run in after.items():
         assert run.info.run_id == before[role].info.run_id and run.info.status == "FINISHED"
+    trained = 0.0
     for role in ("original", "honest"):
         steps = [m.step for m in client.get_metric_history(after[role].info.run_id, "loss")]
         assert sorted(steps) == [0, 1, 2]  # each epoch once, the original's not trained twice
+        # Training time counts every epoch, the honest arm's before the kill too.
+        timed = client.get_metric_history(after[role].info.run_id, "epoch_seconds")
+        assert sorted(m.step for m in timed) == [0, 1, 2]
+        seconds = after[role].data.metrics["train_seconds"]
+        assert seconds == pytest.approx(sum(m.value for m in timed))
+        trained += seconds
         leak = client.get_metric_history(after[role].info.run_id, "leak_test_synthetic_fraction")
         assert len(leak) == 1
+    report = (tmp_path / "reports" / "reproduce-65-fer2013.md").read_text()
+    assert f"training time {trained / 60:.1f} min (both arms" in report
     assert after["comparison"].data.metrics["original_test_accuracy"] == pytest.approx(
         before["original"].data.metrics["test_accuracy"]
     )

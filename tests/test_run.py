@@ -367,9 +367,12 @@ def test_a_killed_run_resumes_in_the_same_mlflow_run(tmp_path):
     assert f"resuming MLflow run {run.info.run_id}" in again.stdout
     (after,) = client.search_runs([run.info.experiment_id])
     assert after.info.run_id == run.info.run_id and after.info.status == "FINISHED"
-    for key in ("loss", "val_loss", "val_accuracy", "learning_rate"):
+    for key in ("loss", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"):
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
         assert steps == [0, 1, 2, 3], (key, steps)
+    # The training time is every epoch's, those before the kill included.
+    timed = [m.value for m in client.get_metric_history(run.info.run_id, "epoch_seconds")]
+    assert after.data.metrics["train_seconds"] == pytest.approx(sum(timed))
     losses = [
         m.value
         for m in sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,7 +173,6 @@ def run_experiment(
                         "model_flops_per_image": float(flops_per_image(model)),
                     }
                 )
-            started = time.perf_counter()
             result = train(
                 model,
                 cfg,
@@ -184,9 +182,7 @@ def run_experiment(
                 runs.epoch_logger(run_id),
                 verbose=not light,
             )
-            train_seconds = time.perf_counter() - started
             epochs_run = len(result.history.get("loss", []))
-            epochs_here = epochs_run - result.resumed_from
             split = prepared.test if split_name == "test" else prepared.val
             probs, plain = predict(model, split.images, cfg.train.tta_flip)
             ev = evaluate(split.labels, probs, prefix=f"{split_name}_")
@@ -198,10 +194,13 @@ def run_experiment(
             if plain is not None:
                 no_tta = evaluate(split.labels, plain, prefix=f"{split_name}_notta_").metrics
                 metrics |= {k: v for k, v in no_tta.items() if k.endswith(("accuracy", "macro_f1"))}
-            if epochs_here:  # a resumed run that had nothing left to train has no speed to report
+            # Every epoch's time, those before an interruption included (checkpoints made before
+            # epoch_seconds existed give only the epochs timed since).
+            timed = result.history.get("epoch_seconds", [])
+            if timed:
                 metrics |= {
-                    "train_seconds": train_seconds,
-                    "train_images_per_second": len(prepared.train) * epochs_here / train_seconds,
+                    "train_seconds": sum(timed),
+                    "train_images_per_second": len(prepared.train) * len(timed) / sum(timed),
                 }
             # Test scores at step 0, one value each (the UI shows them as numbers and bars); a trial's
             # validation scores at the last epoch's step, continuing their per-epoch curves.

@@ -4,6 +4,7 @@ per-epoch metrics through a caller's logger, early stopping or plateau, and resu
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,18 @@ class LearningRate(keras.callbacks.Callback):
             logs["learning_rate"] = float(
                 keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
             )
+
+
+class EpochTime(keras.callbacks.Callback):
+    """Adds the epoch's wall time (its steps and its validation scoring) to its logs as epoch_seconds:
+    kept in the checkpoint's history, so a run's training time survives interruptions."""
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self.started
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -110,6 +123,7 @@ def fit(
     all_callbacks = [
         ValidationScores(val[0].astype(np.float32), val[1], eval_batch),
         LearningRate(),
+        EpochTime(),  # after the scoring (its time counts), before the checkpoint saves the logs
         best,
     ]
     if log_epoch is not None:
