@@ -239,7 +239,23 @@ def test_cosine_schedule_warms_up_then_decays():
     values = [float(lr(step)) for step in (0, 10, 20, 60, 99)]
     assert values[0] < values[1] < values[2] and abs(values[2] - 1e-3) < 1e-9
     assert values[2] > values[3] > values[4] >= 0
-    assert recipe.learning_rate("constant", 1e-3, 10, 10, 2) == 1e-3
+
+    assert recipe.learning_rate("constant", 1e-3, 10, 10, 0) == 1e-3
+    assert recipe.learning_rate("plateau", 1e-3, 10, 10, 2) == 1e-3  # its callback needs a float
+
+
+def test_constant_schedule_warms_up_like_cosine_then_holds_the_peak():
+    """A sweep's pruner ranks epoch 1: it must be warm-up for both schedules, or it favours constant."""
+    from workbench.core import recipe
+
+    constant = recipe.learning_rate(
+        "constant", 1e-3, steps_per_epoch=10, epochs=10, warmup_epochs=1
+    )
+    cosine = recipe.learning_rate("cosine", 1e-3, steps_per_epoch=10, epochs=10, warmup_epochs=1)
+    for step in (0, 5, 10):
+        assert float(constant(step)) == pytest.approx(float(cosine(step)))
+    assert float(constant(0)) == 0.0
+    assert [float(constant(s)) for s in (10, 50, 99)] == pytest.approx([1e-3] * 3)
 
 
 def test_the_schedule_moves_the_learning_rate_every_step_and_one_trace_trains():

@@ -120,7 +120,7 @@ class TrainConfig(_Section):
     epochs: int = Field(12, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(
-        1e-3, gt=0.0, lt=1.0, description="the peak rate for schedule=cosine"
+        1e-3, gt=0.0, lt=1.0, description="the peak rate (after any warm-up)"
     )
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     weight_decay: float = Field(
@@ -128,7 +128,9 @@ class TrainConfig(_Section):
     )
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only (Nesterov)")
     schedule: Literal["constant", "cosine", "plateau"] = "constant"
-    warmup_epochs: float = Field(0.0, ge=0.0, description="cosine: linear warm-up before the decay")
+    warmup_epochs: float = Field(
+        0.0, ge=0.0, description="cosine, constant: linear warm-up from 0 to the peak"
+    )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
         "float32",

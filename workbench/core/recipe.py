@@ -49,15 +49,17 @@ def steps_per_epoch(faces: int, batch_size: int) -> int:
 def learning_rate(
     schedule: str, peak: float, steps_per_epoch: int, epochs: int, warmup_epochs: float
 ):
-    """A float for constant/plateau (plateau's callback lowers it), a schedule object for cosine."""
-    if schedule != "cosine":
-        return peak
+    """A schedule object for cosine, and for constant after a warm-up; else a float (plateau's
+    callback lowers it, so it gets no warm-up). Constant warms up too so that early epochs of the two
+    schedules compare fairly: a sweep's pruner ranks epoch 1, which was all warm-up for cosine only."""
     total = max(1, steps_per_epoch * epochs)
     warmup = min(int(round(warmup_epochs * steps_per_epoch)), total - 1)
+    if schedule == "plateau" or (schedule == "constant" and not warmup):
+        return peak
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup else peak,
         decay_steps=total - warmup,
-        alpha=0.0,
+        alpha=0.0 if schedule == "cosine" else 1.0,  # 1.0: no decay, the peak after the warm-up
         warmup_target=peak if warmup else None,
         warmup_steps=warmup,
     )
