@@ -178,6 +178,37 @@ def test_default_space_draws_every_kind_of_value_and_holds_the_baseline():
         assert value in p.choices if p.choices is not None else p.low <= value <= p.high, key
 
 
+def test_the_contour_draws_only_parameters_that_varied_and_warns_nothing():
+    """A default study completes few trials (the rest are pruned); a parameter they share cannot be
+    drawn, and Optuna warned once per such pair (~80 lines under the progress bar)."""
+    import logging
+
+    from workbench.studies.study_report import study_figures
+
+    study = optuna.create_study(direction="maximize")
+    for i, (lr, batch) in enumerate([(1e-3, 32), (3e-3, 32), (2e-3, 32)]):
+        study.enqueue_trial({"lr": lr, "batch": batch, "drop": 0.1 * i})
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+        trial.suggest_categorical("batch", [32, 64])
+        trial.suggest_float("drop", 0.0, 0.5)
+        study.tell(trial, 0.3 + 0.01 * i)
+    warnings = []
+    handler = logging.Handler()
+    handler.emit = warnings.append
+    logging.getLogger("optuna").addHandler(handler)
+    try:
+        figs, notes = study_figures(study)
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+    assert "contour" in figs and not [w for w in warnings if "unique value" in w.getMessage()]
+    titles = {a.text for a in figs["contour"].layout.annotations or ()} | {
+        figs["contour"].layout.xaxis.title.text,
+        figs["contour"].layout.yaxis.title.text,
+    }
+    assert "batch" not in titles and {"drop", "lr"} <= titles
+
+
 # --- pruning ----------------------------------------------------------------------------------------
 
 

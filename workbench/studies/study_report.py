@@ -29,10 +29,27 @@ FIGURES = {
 }
 
 
+def varied_params(study: optuna.Study) -> list[str]:
+    """Parameters that took two or more values among the complete trials: the only ones a contour
+    can draw (Optuna warns once per pair otherwise, ~80 lines for a 40-trial default study)."""
+    seen: dict[str, set] = {}
+    for t in states(study, ("COMPLETE",)):
+        for key, value in t.params.items():
+            seen.setdefault(key, set()).add(value)
+    return sorted(key for key, values in seen.items() if len(values) > 1)
+
+
 def study_figures(study: optuna.Study) -> tuple[dict[str, go.Figure], list[str]]:
     figs, notes = {}, []
     for name, plot in FIGURES.items():
         try:
+            if name == "contour":
+                varied = varied_params(study)
+                if len(varied) < 2:
+                    notes.append(f"contour: not drawn (fewer than 2 parameters varied: {varied})")
+                    continue
+                figs[name] = plot(study, params=varied)
+                continue
             figs[name] = plot(study)
         except (
             ValueError,
