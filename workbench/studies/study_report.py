@@ -19,15 +19,6 @@ from workbench.studies.objective import describe
 from workbench.studies.storage import FINISHED, best_value, states
 from workbench.tracking.figures import header_table, write_figures, write_report
 
-FIGURES = {
-    "optimization_history": vis.plot_optimization_history,
-    "param_importances": vis.plot_param_importances,
-    "parallel_coordinate": vis.plot_parallel_coordinate,
-    "slice": vis.plot_slice,
-    "contour": vis.plot_contour,
-    "intermediate_values": vis.plot_intermediate_values,
-}
-
 
 def varied_params(study: optuna.Study) -> list[str]:
     """Parameters that took two or more values among the complete trials: the only ones a contour
@@ -39,17 +30,27 @@ def varied_params(study: optuna.Study) -> list[str]:
     return sorted(key for key, values in seen.items() if len(values) > 1)
 
 
+def plot_varied_contour(study: optuna.Study) -> go.Figure:
+    varied = varied_params(study)
+    if len(varied) < 2:
+        raise ValueError(f"fewer than 2 parameters varied: {varied}")
+    return vis.plot_contour(study, params=varied)
+
+
+FIGURES = {
+    "optimization_history": vis.plot_optimization_history,
+    "param_importances": vis.plot_param_importances,
+    "parallel_coordinate": vis.plot_parallel_coordinate,
+    "slice": vis.plot_slice,
+    "contour": plot_varied_contour,
+    "intermediate_values": vis.plot_intermediate_values,
+}
+
+
 def study_figures(study: optuna.Study) -> tuple[dict[str, go.Figure], list[str]]:
     figs, notes = {}, []
     for name, plot in FIGURES.items():
         try:
-            if name == "contour":
-                varied = varied_params(study)
-                if len(varied) < 2:
-                    notes.append(f"contour: not drawn (fewer than 2 parameters varied: {varied})")
-                    continue
-                figs[name] = plot(study, params=varied)
-                continue
             figs[name] = plot(study)
         except (
             ValueError,
