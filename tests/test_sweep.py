@@ -98,6 +98,67 @@ def runs(uri: str, role: str, study: str):
     )
 
 
+# --- the study's best on test: the trial's own weights ------------------------------------------------
+
+
+def tiny_model_and_faces():
+    from types import SimpleNamespace
+
+    import keras
+    import numpy as np
+
+    from workbench.core.models.registry import make_model
+
+    keras.utils.set_random_seed(0)
+    model = make_model("reference", (32, 32, 1), 7, filters=[4, 4, 4, 4, 4], dense_units=8)
+    rng = np.random.default_rng(0)
+    val = SimpleNamespace(images=rng.random((20, 32, 32, 1), np.float32), labels=np.arange(20) % 7)
+    return model, val
+
+
+def test_a_trials_weights_are_tested_only_if_they_score_what_they_scored_as_the_trial():
+    """The best trial's weights are checked against its validation value before the test split sees
+    them: other faces or other weights must fail loudly, not report a test score of the wrong model."""
+    from workbench.core.metrics import evaluate
+    from workbench.errors import WorkbenchError
+    from workbench.experiment import Trained, load_trained, predict
+
+    model, val = tiny_model_and_faces()
+    weights = model.get_weights()
+    scored = evaluate(val.labels, predict(model, val.images, True)[0], prefix="val_").metrics
+    history = {"loss": [2.0, 1.5], "val_macro_f1": [0.1, 0.2], "epoch_seconds": [3.0, 2.0]}
+
+    fresh, _ = tiny_model_and_faces()
+    logged = []
+    check = ("val_macro_f1", scored["val_macro_f1"])
+    result = load_trained(
+        fresh, Trained(weights, history, 1, check, "r1"), val, True, lambda e, m: logged.append(e)
+    )
+    assert result.history == history and result.best_epoch == 1 and logged == [0, 1]
+    assert all((a == b).all() for a, b in zip(fresh.get_weights(), weights, strict=True))
+
+    other = ("val_macro_f1", scored["val_macro_f1"] + 0.01)
+    with pytest.raises(WorkbenchError, match="run r1: its weights score val_macro_f1"):
+        load_trained(fresh, Trained(weights, history, 1, other, "r1"), val, True, lambda e, m: None)
+
+
+def test_every_objective_a_sweep_offers_is_a_final_validation_score():
+    """A trial's value is read from its final scores (the best epoch, flip-averaged): each objective
+    must be one of them (val_loss was not: a study minimizing it failed every trial)."""
+    import numpy as np
+    from sklearn.metrics import log_loss
+
+    from workbench.core.metrics import evaluate
+    from workbench.studies.search_space import OBJECTIVE_METRICS
+
+    probs = np.random.default_rng(1).dirichlet(np.ones(7), 30).astype(np.float32)
+    labels = np.arange(30) % 7
+    metrics = evaluate(labels, probs, prefix="val_").metrics
+    assert set(OBJECTIVE_METRICS) <= set(metrics)
+    exact = probs.astype(np.float64) / probs.astype(np.float64).sum(axis=1, keepdims=True)
+    assert metrics["val_loss"] == pytest.approx(log_loss(labels, exact))
+
+
 # --- the search space -------------------------------------------------------------------------------
 
 
@@ -303,7 +364,7 @@ def test_a_trial_is_not_pruned_after_its_last_epoch(tmp_path, tracking_store):
 
 
 @pytest.mark.slow
-def test_sweep_resumes_nests_runs_and_retrains_the_best(tmp_path, env):
+def test_sweep_resumes_nests_runs_and_tests_the_best_trials_weights(tmp_path, env):
     storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
     space = write_space(tmp_path / "space.yaml")
     common = [
@@ -362,13 +423,26 @@ def test_sweep_resumes_nests_runs_and_retrains_the_best(tmp_path, env):
     table = client.download_artifacts(latest.info.run_id, "study/trials.csv", str(tmp_path))
     assert len(Path(table).read_text().strip().splitlines()) == 1 + 3
 
-    best_runs = runs(uri, "best-retrained", "s1")
+    best_runs = runs(uri, "best", "s1")
     assert len(best_runs) == 1 and "test_macro_f1" in best_runs[0].data.metrics
+    # The best trial's own weights are tested, not its config trained again: the run names the trial's
+    # run and carries that training's history, its epoch times included (a new training's would differ).
+    best_trial_run = next(
+        c for c in children if c.data.tags["optuna.trial"] == str(study.best_trial.number)
+    )
+    assert best_runs[0].data.tags["weights_from_run"] == best_trial_run.info.run_id
+    assert "its weights tested" in best_runs[0].info.run_name
+
+    def history(run, key):
+        return [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+
+    for key in ("epoch_seconds", "loss", "accuracy", "learning_rate"):
+        assert history(best_runs[0], key) == history(best_trial_run, key), key
     best = load_config(str(tmp_path / "best" / "s1-best.yaml"))
     assert best.train.learning_rate == pytest.approx(study.best_params["train.learning_rate"])
     assert best.data.max_faces == 280  # the --set values of the sweep are part of the best config
-    assert "best config retrained" in out
-    # The study's own page: best trial, counts, epochs saved, the retrained best on test beside chance.
+    assert "best trial on test: accuracy" in out
+    # The study's own page: best trial, counts, epochs saved, the best trial on test beside chance.
     page = Path(
         client.download_artifacts(latest.info.run_id, "study/report.html", str(tmp_path))
     ).read_text()
@@ -377,7 +451,7 @@ def test_sweep_resumes_nests_runs_and_retrains_the_best(tmp_path, env):
         "3 finished",
         "without pruning",
         f"best trial</th><td>{study.best_trial.number}:",
-        "retrained best on test",
+        "best trial on test",
         best_runs[0].info.run_id,
         "chance 0.",
     ):
@@ -386,7 +460,7 @@ def test_sweep_resumes_nests_runs_and_retrains_the_best(tmp_path, env):
     # Asking again for 3 trials: nothing left to do, nothing duplicated.
     run_sweep(tmp_path, env, *common, "--trials", "3")
     assert len(optuna.load_study(study_name="s1", storage=storage).trials) == 3
-    assert len(runs(uri, "trial", "s1")) == 3 and len(runs(uri, "best-retrained", "s1")) == 1
+    assert len(runs(uri, "trial", "s1")) == 3 and len(runs(uri, "best", "s1")) == 1
 
     # The same study with another base config is refused, not silently mixed.
     proc = subprocess.run(

@@ -29,6 +29,7 @@ from workbench.core.protocol import Prepared, prepare
 from workbench.core.train import FitResult, fit
 from workbench.data import load_faces
 from workbench.data.faces import Faces
+from workbench.errors import WorkbenchError
 from workbench.tracking import figures, runs
 
 
@@ -44,6 +45,22 @@ class RunResult:
     tracking_uri: str
     prepared: Prepared  # the faces as split and balanced: a comparison measures its leak on them
     resumed_from: int = 0
+    model: keras.Model | None = (
+        None  # as tested (the best epoch's weights): a sweep keeps a complete trial's
+    )
+
+
+@dataclass
+class Trained:
+    """A model already trained with this config (a sweep's best trial): its weights at the best epoch,
+    that training's per-epoch history, and the validation score the weights must give again
+    (metric, value) before they are tested, so that other faces or weights fail loudly."""
+
+    weights: list[np.ndarray]  # as keras.Model.get_weights() gives them
+    history: dict[str, list[float]]
+    best_epoch: int
+    check: tuple[str, float]
+    source_run_id: str
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -110,12 +127,14 @@ def run_experiment(
     cfg: ExperimentConfig,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     resume_run_id: str | None = None,
+    trained: Trained | None = None,
 ) -> RunResult:
     """Train and evaluate cfg as one MLflow run. What the run is for (`cfg.purpose`) decides the rest:
     a trial is scored on validation (never the test split), logs the light artifacts and is not
     resumable; an experiment or a comparison's arm is tested once, logs everything (the model, face
     grids, per-face manifest, report page) and checkpoints every epoch. `callbacks` are Keras' (a
-    sweep's pruning reporter)."""
+    sweep's pruning reporter). `trained`: test those weights instead of training (their history is
+    logged as this run's epochs)."""
     purpose = cfg.purpose
     split_name, light = purpose.evaluate_on, purpose.light
     seed_everything(cfg.seed, cfg.train.deterministic)
@@ -123,7 +142,7 @@ def run_experiment(
     prepared = prepare_faces(faces, cfg)
     experiment_id = runs.configure(cfg.experiment_name)
     key = resume_key(cfg, faces.digest)
-    if resume_run_id is None and purpose.resumable:
+    if resume_run_id is None and purpose.resumable and trained is None:
         resume_run_id = runs.find_resumable_run(experiment_id, key)
     precision = recipe.resolve_precision(cfg.train.precision)
     run_tags = {
@@ -137,6 +156,7 @@ def run_experiment(
         **runs.git_state(),
         **runs.package_versions(),
         **purpose.tags,
+        **({"weights_from_run": trained.source_run_id} if trained else {}),
     }
     with runs.tracked_run(
         cfg.tracking.run_name or cfg.name,
@@ -147,7 +167,7 @@ def run_experiment(
         run_id = run.info.run_id
         if resume_run_id is not None:
             print(f"resuming MLflow run {run_id} from its last finished epoch")
-        checkpoints = runs.checkpoint_dir(run_id) if purpose.resumable else None
+        checkpoints = runs.checkpoint_dir(run_id) if purpose.resumable and not trained else None
         with runs.owned(checkpoints):
             if resume_run_id is None:
                 runs.log_config(cfg, faces.path)
@@ -173,15 +193,20 @@ def run_experiment(
                         "model_flops_per_image": float(flops_per_image(model)),
                     }
                 )
-            result = train(
-                model,
-                cfg,
-                prepared,
-                [*schedule, *callbacks],
-                checkpoints,
-                runs.epoch_logger(run_id),
-                verbose=not light,
-            )
+            if trained is None:
+                result = train(
+                    model,
+                    cfg,
+                    prepared,
+                    [*schedule, *callbacks],
+                    checkpoints,
+                    runs.epoch_logger(run_id),
+                    verbose=not light,
+                )
+            else:
+                result = load_trained(
+                    model, trained, prepared.val, cfg.train.tta_flip, runs.epoch_logger(run_id)
+                )
             epochs_run = len(result.history.get("loss", []))
             split = prepared.test if split_name == "test" else prepared.val
             probs, plain = predict(model, split.images, cfg.train.tta_flip)
@@ -225,7 +250,26 @@ def run_experiment(
         runs.tracking_uri(),
         prepared,
         result.resumed_from,
+        model,
     )
+
+
+def load_trained(model: keras.Model, trained: Trained, val, tta_flip: bool, log_epoch) -> FitResult:
+    """`trained`'s weights in `model`, checked against the validation score they gave when trained;
+    its history logged as this run's epochs."""
+    model.set_weights(trained.weights)
+    metric, expected = trained.check
+    probs, _ = predict(model, val.images, tta_flip)
+    got = evaluate(val.labels, probs, prefix="val_").metrics[metric]
+    if abs(got - expected) > 1e-6:
+        raise WorkbenchError(
+            f"run {trained.source_run_id}: its weights score {metric} {got:.6f} now, {expected:.6f} "
+            "when trained (other faces or weights); run the study's best config again instead"
+        )
+    epochs = len(trained.history.get("loss", []))
+    for epoch in range(epochs):
+        log_epoch(epoch, {k: v[epoch] for k, v in trained.history.items() if len(v) > epoch})
+    return FitResult(trained.history, trained.best_epoch, epochs)
 
 
 def finished_run_result(run_id: str, cfg: ExperimentConfig) -> RunResult:

@@ -1,4 +1,5 @@
-"""Test-set metrics from scikit-learn: accuracy, macro/weighted F1, balanced accuracy, per-class F1."""
+"""Test-set metrics from scikit-learn: accuracy, macro/weighted F1, balanced accuracy, per-class F1,
+cross-entropy."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sklearn.metrics import (
     classification_report,
     confusion_matrix,
     f1_score,
+    log_loss,
 )
 
 from workbench import CLASS_NAMES
@@ -50,6 +52,8 @@ def _evaluate(y_true: np.ndarray, probs: np.ndarray, prefix: str) -> Evaluation:
             y_true, y_pred, labels=LABELS, average="weighted", zero_division=0
         ),
         f"{prefix}balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
+        # cross-entropy of the predicted probabilities (no label smoothing): a sweep may minimize it
+        f"{prefix}loss": log_loss(y_true, _normalized(probs), labels=LABELS),
     } | {f"{prefix}f1_{name}": f for name, f in zip(CLASS_NAMES, per_class)}
     cm = confusion_matrix(y_true, y_pred, labels=LABELS)
     row_sums = cm.sum(axis=1, keepdims=True)
@@ -64,6 +68,12 @@ def _evaluate(y_true: np.ndarray, probs: np.ndarray, prefix: str) -> Evaluation:
         y_pred=y_pred,
         probs=probs,
     )
+
+
+def _normalized(probs: np.ndarray) -> np.ndarray:
+    """float64 rows summing to 1 (a float32 or bfloat16 softmax misses by a rounding error)."""
+    p = np.clip(probs.astype(np.float64), 1e-12, None)
+    return p / p.sum(axis=1, keepdims=True)
 
 
 def chance_levels(y_true: np.ndarray) -> dict[str, float]:

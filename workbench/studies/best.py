@@ -1,21 +1,70 @@
-"""Once a study is done: its best trial's config trained again as an experiment (tested once on the
-test split, every artifact) and written to experiments/<study>-best.yaml to run again."""
+"""Once a study is done: its best trial tested once on the test split as an experiment (every artifact),
+with the weights the trial trained (a complete trial keeps them in its run), and its config written to
+experiments/<study>-best.yaml to run again.
+
+Testing the trial's own weights instead of training its config again saves a full training (3.3 of a
+40-trial study's 28.5 minutes) and tests exactly the model the study picked."""
 
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import optuna
+from mlflow.exceptions import MlflowException
 
 from workbench.config import ExperimentConfig, user_experiments_dir
-from workbench.experiment import RunResult, run_experiment
+from workbench.experiment import RunResult, Trained, run_experiment
 from workbench.files import write_text_atomic
 from workbench.studies.search_space import SweepSpec, trial_config
 from workbench.studies.storage import states
 
+# A complete trial's run: weights/weights.npz (the layers' weights, BatchNorm statistics included, not
+# the optimizer's: a third of the size) and weights/training.json (history, best epoch).
+WEIGHTS = "weights"
 
-def retrain_best(
+
+def keep_weights(result: RunResult) -> None:
+    """Logs a finished trial's weights (its best epoch's) and their training history to its run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(Path(tmp) / "weights.npz", *result.model.get_weights())
+        training = {"history": result.history, "best_epoch": int(result.metrics["best_epoch"])}
+        (Path(tmp) / "training.json").write_text(json.dumps(training))
+        mlflow.MlflowClient().log_artifacts(result.run_id, tmp, WEIGHTS)
+
+
+def trained_weights(trial: optuna.trial.FrozenTrial, metric: str, into: Path) -> Trained | None:
+    """The weights `trial` kept in its run (downloaded into `into`), or None when it kept none (a study
+    begun before trials kept them): then its config is trained again."""
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if run_id is None:
+        return None
+    try:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=WEIGHTS, dst_path=str(into)
+            )
+        )
+    except (MlflowException, OSError):
+        return None
+    if not (local / "weights.npz").is_file() or not (local / "training.json").is_file():
+        return None
+    training = json.loads((local / "training.json").read_text())
+    with np.load(local / "weights.npz") as npz:
+        weights = [npz[f"arr_{i}"] for i in range(len(npz.files))]
+    return Trained(
+        weights,
+        training["history"],
+        training["best_epoch"],
+        (metric, float(trial.value)),
+        run_id,
+    )
+
+
+def best_on_test(
     study: optuna.Study,
     spec: SweepSpec,
     base_tree: dict,
@@ -30,14 +79,17 @@ def retrain_best(
     study.set_user_attr("final_trial", best.number)
     # best.params holds only what its trial drew (a conditional parameter may be absent)
     cfg = trial_config(base_tree, {k: v for k, v in best.params.items() if k in spec.params})
-    cfg.tracking.run_name = f"best of {study.study_name} (trial {best.number}) retrained"
-    cfg.purpose.tags = {
-        "optuna.study": study.study_name,
-        "optuna.trial": str(best.number),
-        "sweep.role": "best-retrained",
-        "sweep.parent_run_id": parent_run_id,
-    }
-    result = run_experiment(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        trained = trained_weights(best, spec.objective.metric, Path(tmp))
+        how = "its weights tested" if trained else "retrained"
+        cfg.tracking.run_name = f"best of {study.study_name} (trial {best.number}), {how}"
+        cfg.purpose.tags = {
+            "optuna.study": study.study_name,
+            "optuna.trial": str(best.number),
+            "sweep.role": "best",
+            "sweep.parent_run_id": parent_run_id,
+        }
+        result = run_experiment(cfg, trained=trained)
     mlflow.MlflowClient().set_tag(parent_run_id, "sweep.best_run_id", result.run_id)
     path = write_best_config(
         cfg,
@@ -70,6 +122,6 @@ def write_best_config(
     cfg.purpose = type(cfg.purpose)()  # run again by hand, it is an experiment
     header = (
         f"# Best trial {trial} of study {study}: {metric} = {value:.4f} (validation).\n"
-        f"# Retrained and tested in MLflow run {run_id}. Run it again: python -m workbench.run {path}\n"
+        f"# Tested in MLflow run {run_id}. Run it again: python -m workbench.run {path}\n"
     )
     return write_text_atomic(path, header + cfg.to_yaml())

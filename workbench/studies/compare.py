@@ -108,7 +108,7 @@ def find_runs(client, experiments: list[str], run_ids: list[str], metric: str, t
     if not runs:
         raise WorkbenchError(
             f"--metric {metric}: no finished run in {', '.join(experiments or ['baseline'])} has it "
-            "(sweep trials log val_* metrics; their best config's retrained run logs test_*)"
+            "(sweep trials log val_* metrics; the run of their best trial on test logs test_*)"
         )
     return runs
 

@@ -11,6 +11,7 @@ import optuna
 
 from workbench.config import ExperimentConfig
 from workbench.experiment import run_experiment
+from workbench.studies.best import keep_weights
 from workbench.studies.pruning import OptunaReporter
 from workbench.studies.search_space import SweepSpec, suggest, trial_config
 from workbench.studies.storage import COUNTED, states
@@ -88,6 +89,8 @@ class Objective:
             raise
         self.epochs_trained += int(result.metrics["epochs_run"])
         state = "PRUNED" if reporter.pruned else "COMPLETE"
+        if not reporter.pruned:  # the study's best is tested with these weights, not trained again
+            keep_weights(result)
         self.client.set_tag(result.run_id, "trial_state", state)
         if reporter.pruned:
             raise optuna.TrialPruned(f"pruned after epoch {reporter.last_step}")

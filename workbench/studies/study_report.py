@@ -1,6 +1,6 @@
 """What a study leaves on its parent run: Optuna's own plotly figures (optimization history,
 importances, parallel coordinates, slice, contour, intermediate values), the trials table and counts,
-study/report.html (best trial, epochs saved by pruning, the retrained best on test beside chance), and
+study/report.html (best trial, epochs saved by pruning, the best trial on test beside chance), and
 the summary printed at the end. A figure that cannot be drawn yet is noted, not fatal."""
 
 from __future__ import annotations
@@ -153,15 +153,13 @@ def log_report(
         verdict = chance_verdict(m)
         rows.append(
             (
-                "retrained best on test",
+                "best trial on test",
                 f"accuracy {m['test_accuracy']:.4f}, macro-F1 {m['test_macro_f1']:.4f} "
                 f"(chance {verdict.chance:.3f}; run {final.run_id})",
             )
         )
         if not verdict.beats:
-            warnings.append(
-                f"The retrained best config does not beat chance ({verdict.chance:.3f})."
-            )
+            warnings.append(f"The best trial does not beat chance on test ({verdict.chance:.3f}).")
     figs, _ = study_figures(study)
     with tempfile.TemporaryDirectory() as tmp:
         write_report(
@@ -197,6 +195,6 @@ def print_summary(
         result, path = final
         m = result.metrics
         print(
-            f"best config retrained: test accuracy {m['test_accuracy']:.4f}, macro-F1 "
+            f"best trial on test: accuracy {m['test_accuracy']:.4f}, macro-F1 "
             f"{m['test_macro_f1']:.4f} (run {result.run_id}); written {path}"
         )

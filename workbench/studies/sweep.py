@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-final",
         action="store_true",
-        help="skip retraining the best trial when the study is done",
+        help="skip testing the best trial on the test split when the study is done",
     )
     parser.add_argument(
         "--best-dir",
@@ -143,7 +143,7 @@ def _without_option(argv: list[str], name: str) -> list[str]:
 
 class Sweep:
     """One worker's part of a study: the set-up (spec, base config, storage, study) in the constructor;
-    run() trains trials until the study is full, then retrains the best and writes the report."""
+    run() trains trials until the study is full, then tests the best trial and writes the report."""
 
     def __init__(self, args: argparse.Namespace):
         from workbench.config import apply_overrides, config_from_dict, load_tree, set_dotted
@@ -198,7 +198,7 @@ class Sweep:
         import optuna
 
         from workbench.studies import study_report
-        from workbench.studies.best import retrain_best
+        from workbench.studies.best import best_on_test
         from workbench.studies.objective import Objective
         from workbench.studies.storage import FINISHED, states
         from workbench.studies.worker import Worker
@@ -231,7 +231,7 @@ class Sweep:
         done = len(states(self.study, FINISHED)) >= self.target
         final = None
         if done and self.final:
-            final = retrain_best(
+            final = best_on_test(
                 self.study, self.spec, self.base_tree, parent.info.run_id, self.best_dir
             )
         if done:
