@@ -412,6 +412,9 @@ def test_without_a_browser_the_run_finishes_with_html_figures_and_its_model(tmp_
     assert "chance: 0.143 uniform" in done.stdout
     assert "warning: the model does not beat chance (0." in done.stdout
     assert "warning: F1 is 0 for " in done.stdout
+    assert (
+        "━" not in done.stdout
+    )  # no Keras progress bar from MLflow's check of the model's input example
     client = MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("baseline").experiment_id])
     assert run.info.status == "FINISHED"

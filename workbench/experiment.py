@@ -45,9 +45,8 @@ class RunResult:
     tracking_uri: str
     prepared: Prepared  # the faces as split and balanced: a comparison measures its leak on them
     resumed_from: int = 0
-    model: keras.Model | None = (
-        None  # as tested (the best epoch's weights): a sweep keeps a complete trial's
-    )
+    # The model as tested (the best epoch's weights): a sweep keeps a complete trial's.
+    model: keras.Model | None = None
 
 
 @dataclass

@@ -334,12 +334,20 @@ def _digest(*parts) -> str:
 def log_model(model, example: np.ndarray) -> str:
     """The Keras model with signature and input example, through MLflow's TensorFlow flavour: in
     mlflow 3.17.2 `mlflow.keras.log_model` writes the input example before creating its folder and fails."""
+    import keras
     from mlflow.models import infer_signature
 
     signature = infer_signature(example, model.predict(example, verbose=0))
-    info = mlflow.tensorflow.log_model(
-        model, name="model", signature=signature, input_example=example
-    )
+    # MLflow checks the input example with a predict of its own: no Keras progress bar in the output
+    interactive = keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()
+    try:
+        info = mlflow.tensorflow.log_model(
+            model, name="model", signature=signature, input_example=example
+        )
+    finally:
+        if interactive:
+            keras.config.enable_interactive_logging()
     return info.model_uri
 
 
