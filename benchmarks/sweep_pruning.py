@@ -33,6 +33,7 @@ import yaml
 from workbench.files import write_json_atomic
 
 REPO = Path(__file__).resolve().parent.parent
+STUDY = "bench"
 
 
 def run_sweep(pruner: dict, args: argparse.Namespace, workdir: Path) -> dict:
@@ -58,7 +59,7 @@ def run_sweep(pruner: dict, args: argparse.Namespace, workdir: Path) -> dict:
         "--space",
         str(space),
         "--study",
-        "bench",
+        STUDY,
         "--storage",
         storage,
         "--trials",
@@ -70,7 +71,7 @@ def run_sweep(pruner: dict, args: argparse.Namespace, workdir: Path) -> dict:
     started = time.perf_counter()
     subprocess.run(cmd, cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
-    study = optuna.load_study(study_name="bench", storage=storage)
+    study = optuna.load_study(study_name=STUDY, storage=storage)
     states = [t.state.name for t in study.trials]
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     return {
@@ -113,8 +114,12 @@ def replay(full: dict, pruner: dict, epochs: int) -> dict:
     spec = yaml.safe_load((REPO / "experiments" / "sweep.yaml").read_text())
     spec["pruner"] = pruner
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # The live study's name: Hyperband puts a trial in a bracket by a hash of study name and number,
+    # so another name would be another (and, unnamed, a random) assignment.
     study = optuna.create_study(
-        direction="maximize", pruner=make_pruner(SweepSpec.model_validate(spec), epochs)
+        study_name=STUDY,
+        direction="maximize",
+        pruner=make_pruner(SweepSpec.model_validate(spec), epochs),
     )
     trained, kept = 0, []
     for curve, value in zip(full["curves"], full["values"], strict=True):

@@ -159,6 +159,27 @@ def test_every_objective_a_sweep_offers_is_a_final_validation_score():
     assert metrics["val_loss"] == pytest.approx(log_loss(labels, exact))
 
 
+def test_the_pruning_replay_is_what_the_live_study_would_do_every_time():
+    """benchmarks/sweep_pruning.py --replay chose the default pruner: Hyperband's brackets hash the study
+    name, so an unnamed replay study gave another answer each time (60 or 72 epochs on one set of
+    curves); named as the live study, it gives one answer, the one saved beside the table."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import sweep_pruning
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    saved = json.loads((REPO / "benchmarks" / "results" / "sweep_pruning.json").read_text())
+    full = saved["results"][0]
+    for pruner in (
+        {"kind": "hyperband", "min_resource": 2, "reduction_factor": 3},
+        {"kind": "successive_halving", "min_resource": 2, "reduction_factor": 4},
+    ):
+        runs = [sweep_pruning.replay(full, pruner, 10) for _ in range(3)]
+        assert runs[0] == runs[1] == runs[2]
+        (stored,) = [r for r in saved["replays"] if r["pruner"] == pruner]
+        assert (runs[0]["epochs"], runs[0]["best"]) == (stored["epochs"], stored["best"])
+
+
 # --- the search space -------------------------------------------------------------------------------
 
 
