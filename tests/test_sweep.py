@@ -138,7 +138,7 @@ def test_a_trials_weights_are_tested_only_if_they_score_what_they_scored_as_the_
     assert all((a == b).all() for a, b in zip(fresh.get_weights(), weights, strict=True))
 
     other = ("val_macro_f1", scored["val_macro_f1"] + 0.01)
-    with pytest.raises(WorkbenchError, match="run r1: its weights score val_macro_f1"):
+    with pytest.raises(WorkbenchError, match="run r1: its model scores val_macro_f1"):
         load_trained(fresh, Trained(weights, history, 1, other, "r1"), val, True, lambda e, m: None)
 
 

@@ -258,17 +258,27 @@ def load_trained(model: keras.Model, trained: Trained, val, tta_flip: bool, log_
     its history logged as this run's epochs."""
     model.set_weights(trained.weights)
     metric, expected = trained.check
-    probs, _ = predict(model, val.images, tta_flip)
-    got = evaluate(val.labels, probs, prefix="val_").metrics[metric]
-    if abs(got - expected) > 1e-6:
-        raise WorkbenchError(
-            f"run {trained.source_run_id}: its weights score {metric} {got:.6f} now, {expected:.6f} "
-            "when trained (other faces or weights); run the study's best config again instead"
-        )
+    scored_again(model, val, tta_flip, metric, expected, trained.source_run_id)
     epochs = len(trained.history.get("loss", []))
     for epoch in range(epochs):
         log_epoch(epoch, {k: v[epoch] for k, v in trained.history.items() if len(v) > epoch})
     return FitResult(trained.history, trained.best_epoch, epochs)
+
+
+def scored_again(
+    model: keras.Model, split, tta_flip: bool, metric: str, expected: float, run_id: str
+) -> Evaluation:
+    """The model's evaluation on `split`, which must give `metric` the value run `run_id` logged for
+    it: the same faces and the same weights, or a one-line error."""
+    probs, _ = predict(model, split.images, tta_flip)
+    ev = evaluate(split.labels, probs, prefix=metric.split("_", 1)[0] + "_")
+    got = ev.metrics[metric]
+    if abs(got - expected) > 1e-6:
+        raise WorkbenchError(
+            f"run {run_id}: its model scores {metric} {got:.6f} now, {expected:.6f} when it ran "
+            "(different faces or weights); train its config again"
+        )
+    return ev
 
 
 def finished_run_result(run_id: str, cfg: ExperimentConfig) -> RunResult:
@@ -280,14 +290,8 @@ def finished_run_result(run_id: str, cfg: ExperimentConfig) -> RunResult:
     prepared = prepare_faces(faces, cfg)
     model_uri = f"runs:/{run_id}/model"
     model = mlflow.tensorflow.load_model(model_uri)
-    probs, _ = predict(model, prepared.test.images, cfg.train.tta_flip)
-    ev = evaluate(prepared.test.labels, probs)
     logged = run.data.metrics["test_accuracy"]
-    if abs(ev.metrics["test_accuracy"] - logged) > 1e-6:
-        raise RuntimeError(
-            f"run {run_id}: its model scores {ev.metrics['test_accuracy']:.6f} on the test split "
-            f"now, {logged:.6f} when it ran (different faces or weights)"
-        )
+    ev = scored_again(model, prepared.test, cfg.train.tta_flip, "test_accuracy", logged, run_id)
     history = {
         key: [m.value for m in mlflow.MlflowClient().get_metric_history(run_id, key)]
         for key in ("loss", "val_loss", "accuracy", "val_accuracy")
