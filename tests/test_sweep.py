@@ -180,28 +180,6 @@ def test_the_pruning_replay_is_what_the_live_study_would_do_every_time():
         assert (runs[0]["epochs"], runs[0]["best"]) == (stored["epochs"], stored["best"])
 
 
-def test_the_default_pruner_decides_first_after_a_tenth_of_the_trials_epochs():
-    """min_resource: auto keeps the 10-epoch study's decision at epoch 1 (its 30-minute budget) and
-    lets longer trials wait (epoch 2 of 20): a late starter is not ranked on its first epoch."""
-    from workbench.studies.storage import pruner
-
-    spec, _ = load_spec("sweep")
-    assert spec.pruner.min_resource == "auto"
-    for epochs, first in ((10, 1), (20, 2), (35, 3), (5, 1)):
-        study = optuna.create_study(direction="maximize", pruner=pruner(spec, epochs))
-        leader = study.ask()
-        for step in range(1, epochs + 1):
-            leader.report(0.5, step)
-            assert not leader.should_prune()  # the call records the rungs it reached
-        study.tell(leader, 0.5)
-        late = study.ask()
-        for step in range(1, epochs + 1):
-            late.report(0.1, step)
-            if late.should_prune():
-                break
-        assert step == first, (epochs, step)
-
-
 # --- the search space -------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -94,22 +94,12 @@ class Pruner(_Strict):
     n_warmup_steps: int = Field(
         1, ge=0, description="median: the earliest epoch after which a trial can be pruned"
     )
-    min_resource: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
-        1,
-        description="hyperband, successive_halving: fewest epochs a trial runs; auto: a tenth of "
-        "the trial's epochs, at least 1 (the workbench's rule, not Optuna's auto)",
+    min_resource: int = Field(
+        1, ge=1, description="hyperband, successive_halving: fewest epochs a trial runs"
     )
     reduction_factor: int = Field(
         3, ge=2, description="hyperband, successive_halving: 1 in this many goes on at each rung"
     )
-
-    def first_decision(self, epochs: int) -> int:
-        """The epoch of the first pruning decision for trials of `epochs` epochs."""
-        # auto: epoch 1 of 10 is the earliest a 40-trial study can afford on 2 cores, but it ranks
-        # noise for trials that start late; longer trials can afford to wait a tenth of their budget.
-        if self.min_resource == "auto":
-            return max(1, epochs // 10)
-        return self.min_resource
 
 
 class Heartbeat(_Strict):

@@ -47,13 +47,11 @@ def pruner(spec: SweepSpec, epochs: int) -> optuna.pruners.BasePruner:
         )
     if p.kind == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            min_resource=p.first_decision(epochs),
-            max_resource=epochs,
-            reduction_factor=p.reduction_factor,
+            min_resource=p.min_resource, max_resource=epochs, reduction_factor=p.reduction_factor
         )
     if p.kind == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=p.first_decision(epochs), reduction_factor=p.reduction_factor
+            min_resource=p.min_resource, reduction_factor=p.reduction_factor
         )
     return optuna.pruners.NopPruner()
 
@@ -64,12 +62,12 @@ def pruner_text(spec: SweepSpec, epochs: int) -> str:
         return f"MedianPruner(n_startup_trials={p.n_startup_trials}, n_warmup_steps={p.n_warmup_steps})"
     if p.kind == "hyperband":
         return (
-            f"HyperbandPruner(min_resource={p.first_decision(epochs)}, max_resource={epochs}, "
+            f"HyperbandPruner(min_resource={p.min_resource}, max_resource={epochs}, "
             f"reduction_factor={p.reduction_factor})"
         )
     if p.kind == "successive_halving":
         return (
-            f"SuccessiveHalvingPruner(min_resource={p.first_decision(epochs)}, "
+            f"SuccessiveHalvingPruner(min_resource={p.min_resource}, "
             f"reduction_factor={p.reduction_factor})"
         )
     return "none"
