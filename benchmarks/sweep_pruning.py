@@ -103,7 +103,7 @@ CANDIDATES = (
     ]
     + [
         {"kind": "median", "n_startup_trials": n, "n_warmup_steps": w}
-        for n in (2, 4)
+        for n in (2, 3, 4)
         for w in (1, 2, 3, 5)
     ]
     + [{"kind": "hyperband", "min_resource": m, "reduction_factor": 3} for m in (1, 2)]
@@ -147,11 +147,14 @@ def replay(full: dict, pruner: dict, epochs: int) -> dict:
     }
 
 
-def replay_all(path: Path, epochs: int) -> int:
+def replay_all(path: Path) -> int:
     data = json.loads(path.read_text())
     full = data["results"][0]
     if not full.get("curves") or len(full["curves"]) != len(full["values"]):
         raise SystemExit(f"{path}: no per-epoch curves of an unpruned study to replay")
+    epochs = data["settings"][
+        "epochs"
+    ]  # what the curves' trials trained (Hyperband's max_resource)
     rows = [replay(full, p, epochs) for p in CANDIDATES]
     print(
         f"unpruned: {sum(len(c) for c in full['curves'])} epochs, best {max(full['values']):.4f}\n"
@@ -224,7 +227,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.replay:
-        return replay_all(Path(args.json), args.epochs)
+        return replay_all(Path(args.json))
 
     results = [saved_unpruned(args.unpruned, args)] if args.unpruned else []
     for pruner in ({"kind": "none"}, {"kind": args.pruner})[len(results) :]:
@@ -250,7 +253,8 @@ def main() -> int:
     out = write_json_atomic(
         Path(args.json),
         {
-            "settings": vars(args),
+            # --unpruned is a Path: the settings as JSON can hold them
+            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "results": results,
             "epoch_ratio": ratio,
             "best_gap_points": gap,
