@@ -168,7 +168,9 @@ def test_the_pruning_replay_is_what_the_live_study_would_do_every_time():
         import sweep_pruning
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
-    saved = json.loads((REPO / "benchmarks" / "results" / "sweep_pruning.json").read_text())
+    saved = json.loads(
+        (REPO / "benchmarks" / "results" / "sweep_pruning_10_epochs.json").read_text()
+    )
     full = saved["results"][0]
     for pruner in (
         {"kind": "hyperband", "min_resource": 2, "reduction_factor": 3},
@@ -178,6 +180,27 @@ def test_the_pruning_replay_is_what_the_live_study_would_do_every_time():
         assert runs[0] == runs[1] == runs[2]
         (stored,) = [r for r in saved["replays"] if r["pruner"] == pruner]
         assert (runs[0]["epochs"], runs[0]["best"]) == (stored["epochs"], stored["best"])
+
+
+def test_the_saved_pruning_benchmark_is_the_shipped_pruners_and_meets_its_goals():
+    """The README's pruning table (benchmarks/results/sweep_pruning.json): the live pruned study
+    trained what sweep.yaml's pruner does to the unpruned study's curves, within both goals. It fails
+    when sweep.yaml's pruner settings change without the benchmark being run again."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import sweep_pruning
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    saved = json.loads((REPO / "benchmarks" / "results" / "sweep_pruning.json").read_text())
+    full, live = saved["results"]
+    assert live["params"] == full["params"]  # the same trials
+    shipped = yaml.safe_load((REPO / "experiments" / "sweep.yaml").read_text())["pruner"]
+    replayed = sweep_pruning.replay(
+        full, shipped | {"kind": live["pruner"]}, saved["settings"]["epochs"]
+    )
+    assert (replayed["epochs"], replayed["best"]) == (live["epochs"], live["best_val_macro_f1"])
+    assert live["epochs"] / full["epochs"] <= 0.40
+    assert (full["best_val_macro_f1"] - live["best_val_macro_f1"]) * 100 <= 1
 
 
 # --- the search space -------------------------------------------------------------------------------
