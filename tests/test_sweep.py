@@ -159,15 +159,21 @@ def test_every_objective_a_sweep_offers_is_a_final_validation_score():
     assert metrics["val_loss"] == pytest.approx(log_loss(labels, exact))
 
 
-def test_the_pruning_replay_is_what_the_live_study_would_do_every_time():
-    """benchmarks/sweep_pruning.py --replay chose the default pruner: Hyperband's brackets hash the study
-    name, so an unnamed replay study gave another answer each time (60 or 72 epochs on one set of
-    curves); named as the live study, it gives one answer, the one saved beside the table."""
+def bench_module():
+    """benchmarks/sweep_pruning.py (a script, not a package)."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         import sweep_pruning
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
+    return sweep_pruning
+
+
+def test_the_pruning_replay_is_what_the_live_study_would_do_every_time():
+    """benchmarks/sweep_pruning.py --replay chose the default pruner: Hyperband's brackets hash the study
+    name, so an unnamed replay study gave another answer each time (60 or 72 epochs on one set of
+    curves); named as the live study, it gives one answer, the one saved beside the table."""
+    sweep_pruning = bench_module()
     saved = json.loads(
         (REPO / "benchmarks" / "results" / "sweep_pruning_10_epochs.json").read_text()
     )
@@ -186,11 +192,7 @@ def test_the_saved_pruning_benchmark_is_the_shipped_pruners_and_meets_its_goals(
     """The README's pruning table (benchmarks/results/sweep_pruning.json): the live pruned study
     trained what sweep.yaml's pruner does to the unpruned study's curves, within both goals. It fails
     when sweep.yaml's pruner settings change without the benchmark being run again."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import sweep_pruning
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    sweep_pruning = bench_module()
     saved = json.loads((REPO / "benchmarks" / "results" / "sweep_pruning.json").read_text())
     full, live = saved["results"]
     assert live["params"] == full["params"]  # the same trials
@@ -201,6 +203,18 @@ def test_the_saved_pruning_benchmark_is_the_shipped_pruners_and_meets_its_goals(
     assert (replayed["epochs"], replayed["best"]) == (live["epochs"], live["best_val_macro_f1"])
     assert live["epochs"] / full["epochs"] <= 0.40
     assert (full["best_val_macro_f1"] - live["best_val_macro_f1"]) * 100 <= 1
+
+
+def test_the_benchmark_reuses_an_unpruned_study_only_of_the_same_settings(capsys):
+    from argparse import Namespace
+
+    saved = REPO / "benchmarks" / "results" / "sweep_pruning.json"
+    args = Namespace(trials=12, epochs=10, max_faces=2000, seed=42)
+    with pytest.raises(SystemExit, match=r"another setting: epochs 20 \(here 10\)"):
+        bench_module().saved_unpruned(saved, args)
+    args.epochs = 20
+    full = bench_module().saved_unpruned(saved, args)
+    assert (full["pruner"], full["epochs"]) == ("none", 240)
 
 
 # --- the search space -------------------------------------------------------------------------------
