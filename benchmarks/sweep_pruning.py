@@ -152,9 +152,8 @@ def replay_all(path: Path) -> int:
     full = data["results"][0]
     if not full.get("curves") or len(full["curves"]) != len(full["values"]):
         raise SystemExit(f"{path}: no per-epoch curves of an unpruned study to replay")
-    epochs = data["settings"][
-        "epochs"
-    ]  # what the curves' trials trained (Hyperband's max_resource)
+    # what the curves' trials trained (Hyperband's max_resource)
+    epochs = data["settings"]["epochs"]
     rows = [replay(full, p, epochs) for p in CANDIDATES]
     print(
         f"unpruned: {sum(len(c) for c in full['curves'])} epochs, best {max(full['values']):.4f}\n"
