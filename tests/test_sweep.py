@@ -205,15 +205,16 @@ def test_the_saved_pruning_benchmark_is_the_shipped_pruners_and_meets_its_goals(
     assert (full["best_val_macro_f1"] - live["best_val_macro_f1"]) * 100 <= 1
 
 
-def test_the_benchmark_reuses_an_unpruned_study_only_of_the_same_settings(capsys):
+def test_the_benchmark_reuses_an_unpruned_study_only_of_the_same_settings():
     from argparse import Namespace
 
+    saved_unpruned = bench_module().saved_unpruned
     saved = REPO / "benchmarks" / "results" / "sweep_pruning.json"
     args = Namespace(trials=12, epochs=10, max_faces=2000, seed=42)
     with pytest.raises(SystemExit, match=r"another setting: epochs 20 \(here 10\)"):
-        bench_module().saved_unpruned(saved, args)
+        saved_unpruned(saved, args)
     args.epochs = 20
-    full = bench_module().saved_unpruned(saved, args)
+    full = saved_unpruned(saved, args)
     assert (full["pruner"], full["epochs"]) == ("none", 240)
 
 
