@@ -115,10 +115,25 @@ def test_leakage_measure_on_a_constructed_case():
     assert accuracy_by_leak(y_true, np.array([9, 1, 2, 9]), masks) == {
         "leak_test_accuracy_synthetic": 1.0,
         "leak_test_accuracy_clean": 0.5,
+        "leak_test_accuracy_lift": 0.0,  # T2's class has no clean item to compare with
     }
     # With no synthetic test items (the honest protocol) that group is left out, not reported as 0.
     honest = {"synthetic": np.zeros(4, bool), "nearest_related": np.zeros(4, bool)}
     assert accuracy_by_leak(y_true, y_true, honest) == {"leak_test_accuracy_clean": 1.0}
+
+
+def test_the_leak_lift_compares_synthetic_items_with_clean_faces_of_their_own_class():
+    # 8 real happy faces, all right; disgust: 2 synthetic items (1 right), 4 clean real faces (none).
+    # Unmatched, the synthetic items look worse than the clean ones (0.5 vs 8/12): the easy class is
+    # all real. Matched by class they add 2 * (0.5 - 0) of 14 items.
+    y_true = np.array([0] * 8 + [1] * 6)
+    synthetic = np.array([False] * 8 + [True] * 2 + [False] * 4)
+    y_pred = np.array([0] * 8 + [1, 0] + [0] * 4)
+    scores = accuracy_by_leak(
+        y_true, y_pred, {"synthetic": synthetic, "nearest_related": np.zeros(14, bool)}
+    )
+    assert scores["leak_test_accuracy_synthetic"] < scores["leak_test_accuracy_clean"]
+    assert scores["leak_test_accuracy_lift"] == pytest.approx(1 / 14)
 
 
 @pytest.mark.slow
@@ -284,3 +299,18 @@ def test_a_killed_reproduce_resumes_its_parent_and_arms_in_place(tmp_path):
         before["original"].data.metrics["test_accuracy"]
     )
     assert not list(store.glob("checkpoints/*/state.json"))  # finished: nothing left to resume
+
+
+def test_the_recorded_fer2013_pair_is_the_shipped_budget_and_the_readme_quotes_it():
+    # benchmarks/results/reproduce_65_fer2013.json is the one full-budget run (89 min); if
+    # reproduce-65.yaml's budget changes, this fails until the pair is run again and recorded.
+    record = json.loads((REPO / "benchmarks/results/reproduce_65_fer2013.json").read_text())
+    cfg = load_config("reproduce-65")
+    readme = (REPO / "README.md").read_text()
+    for role in ("original", "honest"):
+        arm = record["arms"][role]
+        assert len(arm["curves"]["val_accuracy"]) == cfg.train.epochs
+        assert f"**{arm['metrics']['test_accuracy']:.4f}**" in readme
+        assert f"{arm['metrics']['test_balanced_accuracy']:.4f}" in readme
+    lift = record["original_rescored_after"]["scores"]["leak_test_accuracy_lift"]
+    assert f"+{lift * 100:.1f} point" in readme

@@ -49,6 +49,10 @@ LEAK_SCORES = (
         "leak_test_accuracy_clean",
         "test accuracy on the clean test items (real, nearest training item unrelated)",
     ),
+    (
+        "leak_test_accuracy_lift",
+        "test accuracy the synthetic items add over clean faces of their class",
+    ),
 )
 
 
