@@ -37,7 +37,7 @@ reproduce-65: setup
 		$(if $(filter fer2013,$(DATA)),--path $(or $(FER),$(FER_DEFAULT))) \
 		$(if $(CROPS),--set data.crops_dir=$(CROPS)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(ARGS)
 
-## ruff, then the test suite (real data, PostgreSQL, MLflow server, Chromium; 11-37 minutes on 2 cores)
+## ruff, then the test suite (real data, PostgreSQL, MLflow server, Chromium; 7-37 minutes on 2 cores)
 test: setup lint
 	$(BIN)/python -m pytest -q --durations=10
 
