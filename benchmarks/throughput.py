@@ -28,8 +28,9 @@ import tensorflow as tf  # noqa: E402
 from results_file import write_results  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from workbench import NUM_CLASSES, recipe  # noqa: E402
+from workbench import NUM_CLASSES  # noqa: E402
 from workbench.config import ExperimentConfig, load_config  # noqa: E402
+from workbench.core import recipe  # noqa: E402
 from workbench.core.augment import ORIGINAL, Ranges, training_dataset  # noqa: E402
 from workbench.data import DEFAULT_DATASET, load_faces  # noqa: E402
 from workbench.experiment import build_compiled_model, seed_everything  # noqa: E402

@@ -1,0 +1,43 @@
+"""The benchmark scripts run (their figures are the README's; a broken import shows only when run)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_the_throughput_benchmark_runs_every_row_and_writes_its_table(tmp_path):
+    out = tmp_path / "throughput.json"
+    args = ["--steps", "1", "--rounds", "1", "--warmup", "1", "--json", str(out)]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "throughput.py"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["rows"][0]["pipeline"] == "original"  # the original way is the first row
+    assert len(result["images_per_second"]) == len(result["rows"])
+    assert all(v > 0 for v in result["images_per_second"].values())
+    assert result["ratio_default_over_original"] > 0
+
+
+@pytest.mark.parametrize("script", ["predict_speed.py", "shipped_model.py", "sweep_pruning.py"])
+def test_the_other_benchmarks_import(script):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
