@@ -12,18 +12,22 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.slow
-def test_the_throughput_benchmark_runs_every_row_and_writes_its_table(tmp_path):
-    out = tmp_path / "throughput.json"
-    args = ["--steps", "1", "--rounds", "1", "--warmup", "1", "--json", str(out)]
+def run_script(script: str, *args: str, timeout: int) -> None:
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "throughput.py"), *args],
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_the_throughput_benchmark_runs_every_row_and_writes_its_table(tmp_path):
+    out = tmp_path / "throughput.json"
+    tiny = ["--steps", "1", "--rounds", "1", "--warmup", "1"]
+    run_script("throughput.py", *tiny, "--json", str(out), timeout=300)
     result = json.loads(out.read_text())
     assert result["rows"][0]["pipeline"] == "original"  # the original way is the first row
     assert len(result["images_per_second"]) == len(result["rows"])
@@ -33,11 +37,4 @@ def test_the_throughput_benchmark_runs_every_row_and_writes_its_table(tmp_path):
 
 @pytest.mark.parametrize("script", ["predict_speed.py", "shipped_model.py", "sweep_pruning.py"])
 def test_the_other_benchmarks_import(script):
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / script), "--help"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_script(script, "--help", timeout=120)

@@ -188,18 +188,24 @@ def test_the_pruning_replay_is_what_the_live_study_would_do_every_time():
         assert (runs[0]["epochs"], runs[0]["best"]) == (stored["epochs"], stored["best"])
 
 
+def replayed_saved_benchmark(name: str) -> tuple[dict, dict, dict]:
+    """A saved pruning benchmark (benchmarks/results/NAME): its unpruned and live pruned studies (the
+    same trials), and sweep.yaml's pruner replayed on the unpruned curves."""
+    saved = json.loads((REPO / "benchmarks" / "results" / name).read_text())
+    full, live = saved["results"]
+    assert live["params"] == full["params"]  # the same trials
+    shipped = yaml.safe_load((REPO / "experiments" / "sweep.yaml").read_text())["pruner"]
+    replayed = bench_module().replay(
+        full, shipped | {"kind": live["pruner"]}, saved["settings"]["epochs"]
+    )
+    return full, live, replayed
+
+
 def test_the_saved_pruning_benchmark_is_the_shipped_pruners_and_meets_its_goals():
     """The README's pruning table (benchmarks/results/sweep_pruning.json): the live pruned study
     trained what sweep.yaml's pruner does to the unpruned study's curves, within both goals. It fails
     when sweep.yaml's pruner settings change without the benchmark being run again."""
-    sweep_pruning = bench_module()
-    saved = json.loads((REPO / "benchmarks" / "results" / "sweep_pruning.json").read_text())
-    full, live = saved["results"]
-    assert live["params"] == full["params"]  # the same trials
-    shipped = yaml.safe_load((REPO / "experiments" / "sweep.yaml").read_text())["pruner"]
-    replayed = sweep_pruning.replay(
-        full, shipped | {"kind": live["pruner"]}, saved["settings"]["epochs"]
-    )
+    full, live, replayed = replayed_saved_benchmark("sweep_pruning.json")
     assert (replayed["epochs"], replayed["best"]) == (live["epochs"], live["best_val_macro_f1"])
     assert live["epochs"] / full["epochs"] <= 0.40
     assert (full["best_val_macro_f1"] - live["best_val_macro_f1"]) * 100 <= 1
@@ -208,10 +214,7 @@ def test_the_saved_pruning_benchmark_is_the_shipped_pruners_and_meets_its_goals(
 def test_the_second_seed_of_the_pruning_benchmark_is_the_shipped_pruner_and_its_miss():
     """Seed 7 (benchmarks/results/sweep_pruning_seed7.json, the README's second row pair): the live
     study is again the replay of sweep.yaml's pruner; within the epoch goal, 1.06 points off the best."""
-    saved = json.loads((REPO / "benchmarks/results/sweep_pruning_seed7.json").read_text())
-    full, live = saved["results"]
-    shipped = yaml.safe_load((REPO / "experiments" / "sweep.yaml").read_text())["pruner"]
-    replayed = bench_module().replay(full, shipped | {"kind": live["pruner"]}, 20)
+    full, live, replayed = replayed_saved_benchmark("sweep_pruning_seed7.json")
     assert (replayed["epochs"], replayed["best"]) == (live["epochs"], live["best_val_macro_f1"])
     assert live["epochs"] / full["epochs"] <= 0.40
     assert round(replayed["gap_points"], 2) == 1.06
