@@ -386,6 +386,65 @@ def test_a_killed_run_resumes_in_the_same_mlflow_run(tmp_path):
     assert not (store / "checkpoints" / run.info.run_id).exists()  # finished: checkpoint dropped
 
 
+# Each instant of a run's end, in order: after the last epoch, during the test, the figures, the model.
+END_PHASES = [
+    ("workbench.experiment:predict", "before"),
+    ("workbench.experiment:report_header", "before"),
+    ("workbench.tracking.figures:write_report", "before"),
+    ("mlflow.tensorflow:save_model", "before"),
+]
+
+
+def test_a_run_killed_at_each_instant_of_its_end_finishes_as_one_run(tmp_path):
+    """SIGKILL after the last epoch, then during the test, the figures and the model logging, each
+    time rerunning the same command: one FINISHED run, each epoch once, the test scores once and one
+    model (the half-logged one deleted)."""
+    store = tmp_path / "mlruns"
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    env = os.environ | {"MLFLOW_TRACKING_URI": uri, "BROWSER_PATH": "/nonexistent"}
+    settings = [s for s in RESUMABLE if s != "tracking.log_model=false"]
+    settings = [s.replace("epochs=4", "epochs=2") for s in settings]
+    args = [
+        "baseline",
+        *[a for s in settings + [f"data.cache_dir={tmp_path / 'c'}"] for a in ("--set", s)],
+    ]
+    for target, when in END_PHASES:
+        killed = subprocess.run(
+            [sys.executable, str(REPO / "tests" / "kill_at.py"), target, when, *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert killed.returncode == -signal.SIGKILL, (target, killed.stderr[-2000:])
+    done = _run_cli(args, env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("baseline").experiment_id])
+    assert run.info.status == "FINISHED" and f"resuming MLflow run {run.info.run_id}" in done.stdout
+    for key in ("loss", "val_accuracy", "epoch_seconds"):
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, key)) == [0, 1]
+    for key in ("test_accuracy", "test_macro_f1", "epochs_run", "train_seconds"):
+        assert len(client.get_metric_history(run.info.run_id, key)) == 1, key
+    models = client.search_logged_models([run.info.experiment_id])
+    assert [m.status.value for m in models] == ["READY"]
+    assert "figures/report.html" in artifact_paths(client, run.info.run_id)
+    assert not (store / "checkpoints" / run.info.run_id).exists()
+
+
+def test_resume_of_a_finished_run_is_refused(quick_run, store):
+    _, result = quick_run
+    env = os.environ | {"MLFLOW_TRACKING_URI": store}
+    again = _run_cli(["--resume", result.run_id], env, timeout=120)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert f"--resume {result.run_id}: that run is FINISHED" in again.stderr
+    after = MlflowClient(store).get_run(result.run_id)
+    assert len(MlflowClient(store).get_metric_history(result.run_id, "test_accuracy")) == 1
+    assert after.info.status == "FINISHED"
+
+
 def test_without_a_browser_the_run_finishes_with_html_figures_and_its_model(tmp_path):
     """kaleido needs Chrome/Chromium; BROWSER_PATH=/nonexistent makes it look for one that is not there.
     The run must not wait for it: FINISHED, HTML figures, the model, one note."""

@@ -133,9 +133,8 @@ def run_experiment(
     resumable; an experiment or a comparison's arm is tested once, logs everything (the model, face
     grids, per-face manifest, report page) and checkpoints every epoch. `callbacks` are Keras' (a
     sweep's pruning reporter). `trained`: test those weights instead of training (their history is
-    logged as this run's epochs)."""
+    logged as this run's epochs). A run stopped at any instant, its end included, resumes in place."""
     purpose = cfg.purpose
-    split_name, light = purpose.evaluate_on, purpose.light
     seed_everything(cfg.seed, cfg.train.deterministic)
     faces = load_faces(cfg.data, cfg.seed)  # before the run: bad data never leaves a FAILED run
     prepared = prepare_faces(faces, cfg)
@@ -143,24 +142,14 @@ def run_experiment(
     key = resume_key(cfg, faces.digest)
     if resume_run_id is None and purpose.resumable and trained is None:
         resume_run_id = runs.find_resumable_run(experiment_id, key)
+    elif resume_run_id is not None:
+        runs.check_resumable(resume_run_id)
     precision = recipe.resolve_precision(cfg.train.precision)
-    run_tags = {
-        "protocol": cfg.protocol,
-        "dataset": Path(faces.path).name,
-        "dataset_digest": faces.digest[:16],
-        "model": cfg.model.name,
-        "precision": precision,
-        "purpose": purpose.role,
-        "resume_key": key,
-        **runs.git_state(),
-        **runs.package_versions(),
-        **purpose.tags,
-        **({"weights_from_run": trained.source_run_id} if trained else {}),
-    }
+    tags = run_tags(cfg, faces, key, precision, trained)
     with runs.tracked_run(
         cfg.tracking.run_name or cfg.name,
         parent_run_id=purpose.parent_run_id,
-        tags=run_tags,
+        tags=tags,
         run_id=resume_run_id,
     ) as run:
         run_id = run.info.run_id
@@ -168,75 +157,24 @@ def run_experiment(
             print(f"resuming MLflow run {run_id} from its last finished epoch")
         checkpoints = runs.checkpoint_dir(run_id) if purpose.resumable and not trained else None
         with runs.owned(checkpoints):
-            if resume_run_id is None:
-                runs.log_config(cfg, faces.path)
-                if prepared.smote_k_used is not None:
-                    mlflow.log_param("balance.smote_k_used", prepared.smote_k_used)
-            lineage = runs.log_dataset(
-                prepared.parts(),
-                prepared.synthetic,
-                faces,
-                cfg.protocol,
-                prepared.split_method,
-                manifest=not light,
-                inputs=resume_run_id is None,
+            lineage = log_inputs(cfg, faces, prepared, fresh=resume_run_id is None)
+            model, result = train_phase(
+                cfg, prepared, precision, callbacks, checkpoints, trained, run_id, resume_run_id
             )
-            steps = recipe.steps_per_epoch(len(prepared.train), cfg.train.batch_size)
-            model, schedule = build_compiled_model(
-                cfg, prepared.train.images.shape[1:], steps, precision
+            metrics, ev, split = test_phase(cfg, model, prepared, result, run_id)
+            header = report_header(cfg, faces, metrics, purpose.evaluate_on, run_id)
+            log_evaluation(
+                ev,
+                result.history,
+                split.images,
+                cfg.seed,
+                purpose.light,
+                purpose.evaluate_on,
+                header,
             )
-            if resume_run_id is None:
-                mlflow.log_metrics(
-                    {
-                        "model_parameters": float(model.count_params()),
-                        "model_flops_per_image": float(flops_per_image(model)),
-                    }
-                )
-            if trained is None:
-                result = train(
-                    model,
-                    cfg,
-                    prepared,
-                    [*schedule, *callbacks],
-                    checkpoints,
-                    runs.epoch_logger(run_id),
-                    verbose=not light,
-                )
-            else:
-                result = load_trained(
-                    model, trained, prepared.val, cfg.train.tta_flip, runs.epoch_logger(run_id)
-                )
-            epochs_run = len(result.history.get("loss", []))
-            split = prepared.test if split_name == "test" else prepared.val
-            probs, plain = predict(model, split.images, cfg.train.tta_flip)
-            ev = evaluate(split.labels, probs, prefix=f"{split_name}_")
-            metrics = ev.metrics | {
-                "epochs_run": float(epochs_run),
-                "best_epoch": float(result.best_epoch),
-            }
-            metrics |= {f"{split_name}_{k}": v for k, v in chance_levels(split.labels).items()}
-            if plain is not None:
-                no_tta = evaluate(split.labels, plain, prefix=f"{split_name}_notta_").metrics
-                metrics |= {k: v for k, v in no_tta.items() if k.endswith(("accuracy", "macro_f1"))}
-            # Every epoch's time, those before an interruption included (checkpoints made before
-            # epoch_seconds existed give only the epochs timed since).
-            timed = result.history.get("epoch_seconds", [])
-            if timed:
-                metrics |= {
-                    "train_seconds": sum(timed),
-                    "train_images_per_second": len(prepared.train) * len(timed) / sum(timed),
-                }
-            # Test scores at step 0, one value each (the UI shows them as numbers and bars); a trial's
-            # validation scores at the last epoch's step, continuing their per-epoch curves.
-            mlflow.log_metrics(metrics, step=0 if split_name == "test" else max(epochs_run - 1, 0))
-            mlflow.set_tags(chance_verdict(metrics, split_name).tags())
-            header = report_header(cfg, faces, metrics, split_name, run_id)
-            log_evaluation(ev, result.history, split.images, cfg.seed, light, split_name, header)
-            model_uri = (
-                None
-                if light or not cfg.tracking.log_model
-                else runs.log_model(model, split.images[:1].astype(np.float32))
-            )
+            model_uri = None
+            if not purpose.light and cfg.tracking.log_model:
+                model_uri = runs.log_model_once(run_id, model, split.images[:1].astype(np.float32))
         runs.drop_checkpoints(checkpoints)  # finished: nothing left to resume
     return RunResult(
         run_id,
@@ -251,6 +189,100 @@ def run_experiment(
         result.resumed_from,
         model,
     )
+
+
+def run_tags(
+    cfg: ExperimentConfig, faces: Faces, key: str, precision: str, trained: Trained | None
+) -> dict[str, str]:
+    return {
+        "protocol": cfg.protocol,
+        "dataset": Path(faces.path).name,
+        "dataset_digest": faces.digest[:16],
+        "model": cfg.model.name,
+        "precision": precision,
+        "purpose": cfg.purpose.role,
+        "resume_key": key,
+        **runs.provenance_tags(),
+        **cfg.purpose.tags,
+        **({"weights_from_run": trained.source_run_id} if trained else {}),
+    }
+
+
+def log_inputs(cfg: ExperimentConfig, faces: Faces, prepared: Prepared, fresh: bool) -> dict:
+    """The config and the dataset's lineage (a resumed run has them already); returns the lineage."""
+    if fresh:
+        runs.log_config(cfg, faces.path)
+        if prepared.smote_k_used is not None:
+            mlflow.log_param("balance.smote_k_used", prepared.smote_k_used)
+    if faces.skipped:
+        print(f"{len(faces.skipped)} faces skipped at load (see dataset/lineage.json)")
+    return runs.log_dataset(
+        prepared.parts(),
+        prepared.synthetic,
+        faces,
+        cfg.protocol,
+        prepared.split_method,
+        manifest=not cfg.purpose.light,
+        inputs=fresh,
+    )
+
+
+def train_phase(
+    cfg: ExperimentConfig,
+    prepared: Prepared,
+    precision: str,
+    callbacks: Sequence[keras.callbacks.Callback],
+    checkpoints: Path | None,
+    trained: Trained | None,
+    run_id: str,
+    resume_run_id: str | None,
+) -> tuple[keras.Model, FitResult]:
+    """The compiled model, trained (or resumed, or given `trained`'s weights), at its best epoch."""
+    steps = recipe.steps_per_epoch(len(prepared.train), cfg.train.batch_size)
+    model, schedule = build_compiled_model(cfg, prepared.train.images.shape[1:], steps, precision)
+    if resume_run_id is None:
+        mlflow.log_metrics(
+            {
+                "model_parameters": float(model.count_params()),
+                "model_flops_per_image": float(flops_per_image(model)),
+            }
+        )
+    log_epoch = runs.epoch_logger(run_id)
+    if trained is not None:
+        return model, load_trained(model, trained, prepared.val, cfg.train.tta_flip, log_epoch)
+    verbose = not cfg.purpose.light
+    fitted = train(model, cfg, prepared, [*schedule, *callbacks], checkpoints, log_epoch, verbose)
+    return model, fitted
+
+
+def test_phase(
+    cfg: ExperimentConfig, model: keras.Model, prepared: Prepared, result: FitResult, run_id: str
+) -> tuple[dict[str, float], Evaluation, Faces]:
+    """Scores on the split the run is for, logged once (a run resumed after logging them keeps them)."""
+    split_name = cfg.purpose.evaluate_on
+    split = prepared.test if split_name == "test" else prepared.val
+    probs, plain = predict(model, split.images, cfg.train.tta_flip)
+    ev = evaluate(split.labels, probs, prefix=f"{split_name}_")
+    epochs_run = len(result.history.get("loss", []))
+    metrics = ev.metrics | {"epochs_run": float(epochs_run), "best_epoch": float(result.best_epoch)}
+    metrics |= {f"{split_name}_{k}": v for k, v in chance_levels(split.labels).items()}
+    if plain is not None:
+        no_tta = evaluate(split.labels, plain, prefix=f"{split_name}_notta_").metrics
+        metrics |= {k: v for k, v in no_tta.items() if k.endswith(("accuracy", "macro_f1"))}
+    # Every epoch's time, those before an interruption included.
+    timed = result.history.get("epoch_seconds", [])
+    if timed:
+        metrics |= {
+            "train_seconds": sum(timed),
+            "train_images_per_second": len(prepared.train) * len(timed) / sum(timed),
+        }
+    # Test scores at step 0, one value each (the UI shows them as numbers and bars); a trial's
+    # validation scores at the last epoch's step, continuing their per-epoch curves.
+    step = 0 if split_name == "test" else max(epochs_run - 1, 0)
+    logged = runs.logged_metrics(run_id)
+    mlflow.log_metrics({k: v for k, v in metrics.items() if k not in logged}, step=step)
+    mlflow.set_tags(chance_verdict(metrics, split_name).tags())
+    return metrics, ev, split
 
 
 def load_trained(model: keras.Model, trained: Trained, val, tta_flip: bool, log_epoch) -> FitResult:

@@ -98,7 +98,7 @@ def resumed_config(run_id: str):
 
     from workbench.config import config_from_dict
     from workbench.errors import WorkbenchError
-    from workbench.tracking.runs import display_uri, tracking_uri
+    from workbench.tracking.runs import check_resumable, display_uri, tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
     try:
@@ -108,6 +108,7 @@ def resumed_config(run_id: str):
             f"--resume {run_id}: no such run with a config.yaml in {display_uri(tracking_uri())} "
             f"({type(err).__name__})"
         ) from None
+    check_resumable(run_id)
     return config_from_dict(yaml.safe_load(text), f"run {run_id} config.yaml")
 
 

@@ -154,5 +154,7 @@ def fit(
             if sys.stdout.isatty()
             else 2,  # a bar on a terminal, a line per epoch in logs
         )
+    else:
+        best.set_model(model)  # every epoch was done before a stop: fit never hands it the model
     best_epoch = best.restore_best() if restore_best else best.state.best_epoch
     return FitResult(best.state.history, best_epoch, initial_epoch)

@@ -131,8 +131,7 @@ def run_comparison(
             "reproduce.role": "comparison",
             "dataset": dataset,
             COMPARISON_KEY: key,
-            **runs.git_state(),
-            **runs.package_versions(),
+            **runs.provenance_tags(),
         },
         run_id=resume_id,
     ) as parent:

@@ -189,8 +189,7 @@ class Sweep:
             "optuna.objective": f"{objective.direction} {objective.metric}",
             "sweep.role": "study",
             "sweep.worker": f"{socket.gethostname()}:{os.getpid()}",
-            **runs.git_state(),
-            **runs.package_versions(),
+            **runs.provenance_tags(),
         }
 
     def run(self) -> int:

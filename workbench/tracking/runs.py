@@ -203,6 +203,11 @@ def git_state() -> dict[str, str]:
     }
 
 
+def provenance_tags() -> dict[str, str]:
+    """Which code and library versions made a run: the same tags on every kind of run."""
+    return {**git_state(), **package_versions()}
+
+
 def package_versions() -> dict[str, str]:
     versions = {}
     for name in PACKAGES:
@@ -351,6 +356,22 @@ def log_model(model, example: np.ndarray) -> str:
     return info.model_uri
 
 
+def log_model_once(run_id: str, model, example: np.ndarray) -> str:
+    """The run's model, logged once: a run resumed after logging it keeps that one, and one that a
+    stop left half-logged (PENDING) is deleted before logging again."""
+    from mlflow.entities import LoggedModelStatus
+
+    client = mlflow.MlflowClient()
+    experiment_id = client.get_run(run_id).info.experiment_id
+    for logged in client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    ):
+        if logged.status == LoggedModelStatus.READY:
+            return logged.model_uri
+        client.delete_logged_model(logged.model_id)
+    return log_model(model, example)
+
+
 def register_model(model_uri: str, name: str, run_id: str) -> str:
     """A new version of registered model `name` from a logged model; returns the version number."""
     version = mlflow.register_model(model_uri, name, tags={"run_id": run_id})
@@ -421,6 +442,19 @@ def owned(folder: Path | None):
 def drop_checkpoints(folder: Path | None) -> None:
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_resumable(run_id: str) -> None:
+    """A FINISHED run is complete: training into it again would log every score twice."""
+    run = mlflow.MlflowClient().get_run(run_id)
+    if run.info.status == "FINISHED":
+        raise WorkbenchError(
+            f"--resume {run_id}: that run is FINISHED; start a new run (drop --resume) to train again"
+        )
+
+
+def logged_metrics(run_id: str) -> dict[str, float]:
+    return dict(mlflow.MlflowClient().get_run(run_id).data.metrics)
 
 
 def epoch_logger(run_id: str):
