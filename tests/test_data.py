@@ -383,6 +383,23 @@ def test_class_folders_links_and_folders_named_like_images_are_counted_skips(tmp
     assert all("not a readable file" in s.reason for s in faces.skipped)
 
 
+def test_fixing_or_breaking_links_in_a_cached_folder_changes_its_skips(tmp_path, cache_dir):
+    root = tmp_path / "faces"
+    written = _folders_from_expw(root, cache_dir, with_splits=False)
+    links = [root / "sad" / f"gone{i}.jpg" for i in range(4)]
+    for link in links:
+        link.symlink_to(root / "sad" / "no-such-file.jpg")
+    with pytest.raises(WorkbenchError, match=f"4 of {len(written) + 4} faces skipped"):
+        load(root, cache_dir)
+    for link in links:
+        link.unlink()
+    assert load(root, cache_dir).skipped == []  # fixed: loads, from the cache
+    (root / "fear" / "new.jpg").symlink_to(root / "fear" / "no-such-file.jpg")
+    assert [s.item for s in load(root, cache_dir, max_skip_fraction=0.05).skipped] == [
+        "fear/new.jpg"
+    ]
+
+
 def test_a_split_folder_beside_class_folders_is_refused(tmp_path, cache_dir):
     root = tmp_path / "faces"
     _folders_from_expw(root, cache_dir, with_splits=False)
@@ -428,3 +445,6 @@ def test_temp_folders_of_dead_writers_are_removed_live_ones_kept(cache_dir):
         (folder / "images.npy").write_bytes(b"0" * 1000)
     load(None, cache_dir)
     assert not stale.exists() and live.exists()
+    stale.mkdir()  # a writer killed after the entry was stored: a run reading the cache clears it
+    load(None, cache_dir)
+    assert not stale.exists()

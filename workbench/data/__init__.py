@@ -90,6 +90,8 @@ def load_faces(cfg: DataConfig, seed: int) -> Faces:
         faces.digest = key
         cache.store(cache_dir, key, faces)
     faces.path = str(source.path)
+    # Entries that are not files (broken links) are not among the files the key covers: listed anew.
+    faces.skipped = [*getattr(source, "not_files", []), *faces.skipped]
     check_skipped(faces, cfg.max_skip_fraction)
     return faces
 

@@ -109,8 +109,8 @@ class FoldersSource:
             ids=np.array([rel[i] for i in keep], dtype=str),
             format=self.format,
             path=str(root),
-            skipped=self.not_files
-            + [
+            # Only what decoding found: the listing's skips (not_files) are added after the cache.
+            skipped=[
                 Skipped(rel[i], "unreadable image")
                 for i, face in enumerate(decoded)
                 if face is None
