@@ -150,3 +150,32 @@ def test_a_user_experiment_file_wins_over_the_shipped_one(tmp_path, monkeypatch)
     assert (
         load_config("fer2013").model.name == "mini_xception"
     )  # not overridden here: the shipped one
+
+
+def test_text_keys_take_the_set_value_as_given():
+    cfg = load_config(
+        "baseline",
+        ["data.path=/data/set #2/x.csv", "data.cache_dir=~", "tracking.run_name=a: b #c"],
+    )
+    assert cfg.data.path == "/data/set #2/x.csv"
+    assert cfg.data.cache_dir == "~"  # not YAML's null, which would mean the default
+    assert cfg.tracking.run_name == "a: b #c"
+    assert load_config("baseline", ["data.path=null"]).data.path is None
+    assert load_config("baseline", ["train.epochs=3"]).train.epochs == 3  # numbers stay YAML
+
+
+def test_a_tilde_path_is_the_home_folder_not_the_bundled_sample(tmp_path, monkeypatch):
+    from workbench.data import load_faces
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = load_config("baseline", ["data.path=~", f"data.cache_dir={tmp_path / 'c'}"])
+    with pytest.raises(WorkbenchError, match=f"{tmp_path}: no images found"):
+        load_faces(cfg.data, cfg.seed)
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n"])
+def test_an_empty_experiment_file_is_refused(tmp_path, text):
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    with pytest.raises(WorkbenchError, match=f"{path}: empty; an experiment names at least one"):
+        load_config(str(path))

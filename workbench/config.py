@@ -282,16 +282,34 @@ def find_yaml(name_or_path: str, what: str = "experiment") -> Path:
     )
 
 
+def text_key(key: str) -> bool:
+    """True for a key whose value is text (a path, a name): `--set` takes it as given, not as YAML,
+    so `#`, `~` or `:` in a path stay part of it."""
+    model: Any = ExperimentConfig
+    *sections, last = key.split(".")
+    for name in sections:
+        field = getattr(model, "model_fields", {}).get(name)
+        if field is None or not isinstance(field.annotation, type):
+            return False
+        model = field.annotation
+    field = getattr(model, "model_fields", {}).get(last)
+    return field is not None and field.annotation in (str, str | None)
+
+
 def parse_override(item: str) -> tuple[str, Any]:
-    """`train.epochs=5` -> ('train.epochs', 5); the value is read as YAML (numbers, lists, null)."""
+    """`train.epochs=5` -> ('train.epochs', 5): the value is read as YAML (numbers, lists, null),
+    except for text keys (`data.path=/data/set #2/x.csv` is that path; `null` resets one)."""
     key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
+    key = key.strip()
+    if not sep or not key:
         raise WorkbenchError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=5")
+    if text_key(key):
+        return key, None if raw == "null" else raw
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return key.strip(), value
+    return key, value
 
 
 def set_dotted(
@@ -356,6 +374,10 @@ def load_tree(name_or_path: str, overrides: list[str] | None = None) -> tuple[di
     """The experiment's YAML as a dict with the overrides applied (not yet validated), and its source."""
     path = find_yaml(name_or_path)
     tree = read_yaml_mapping(path)
+    if not tree:
+        raise WorkbenchError(
+            f"{path}: empty; an experiment names at least one section (see experiments/baseline.yaml)"
+        )
     if is_sweep_file(tree):
         raise WorkbenchError(
             f"{path}: a sweep file, not an experiment; run it with "
