@@ -104,3 +104,54 @@ def test_workers_logging_the_same_new_dataset_at_once_all_succeed(postgres, tmp_
                 assert [i.dataset.name for i in inputs] == [f"faces{attempt}"]
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def _configure_in_a_process(uri: str) -> tuple[subprocess.CompletedProcess, float]:
+    import os
+    import time
+
+    code = (
+        "from workbench.cli import user_errors\n"
+        "with user_errors():\n"
+        "    from workbench.tracking.runs import configure; configure('x')"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=os.environ | {"MLFLOW_TRACKING_URI": uri},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done, time.monotonic() - started
+
+
+def _free_port() -> int:
+    from servers import free_port
+
+    return free_port()
+
+
+@pytest.mark.parametrize("scheme", ["http", "postgresql"])
+def test_an_unreachable_store_is_one_line_without_its_password_in_bounded_time(scheme):
+    uri = f"{scheme}://u:S3cret@127.0.0.1:{_free_port()}" + ("/db" if scheme != "http" else "")
+    done, seconds = _configure_in_a_process(uri)
+    assert done.returncode == 2 and seconds < 60, (seconds, done.stderr[-1500:])
+    assert "S3cret" not in done.stdout + done.stderr and "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: MLflow store {scheme}://u:***@127.0.0.1:")
+    assert "no answer within 10 s" in line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what", ["database", "role"])
+def test_a_missing_postgres_database_or_role_is_one_line(postgres, what):
+    uri = postgres.url("no_such_db") if what == "database" else postgres.url("postgres")
+    if what == "role":
+        uri = uri.replace(f"{postgres.user}@", "ghost:S3cret@")
+    done, seconds = _configure_in_a_process(uri)
+    assert done.returncode == 2 and seconds < 60, (seconds, done.stderr[-1500:])
+    assert "S3cret" not in done.stderr and "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert ("no_such_db" if what == "database" else '"ghost"') in line

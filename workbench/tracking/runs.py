@@ -70,6 +70,46 @@ def display_uri(uri: str) -> str:
     return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
 
 
+def without_password(text: str, uri: str) -> str:
+    """`text` (an error message that may quote the URI) with the URI's password masked."""
+    password = urlparse(uri).password
+    return text.replace(password, "***") if password else text
+
+
+STORE_TIMEOUT_S = 10
+
+
+def check_reachable(uri: str, timeout_s: float = STORE_TIMEOUT_S) -> None:
+    """A tracking server or database that answers within `timeout_s`, or a one-line error: MLflow
+    itself retries for minutes before a traceback that may quote the password."""
+    scheme = urlparse(uri).scheme
+    try:
+        if scheme in ("http", "https"):
+            import requests
+
+            answer = requests.get(f"{uri.rstrip('/')}/health", timeout=timeout_s)
+            if answer.status_code in (401, 403):
+                raise WorkbenchError(f"MLflow server {display_uri(uri)}: credentials refused")
+        elif scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
+            import sqlalchemy
+
+            engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": int(timeout_s)})
+            try:
+                with engine.connect():
+                    pass
+            finally:
+                engine.dispose()
+    except WorkbenchError:
+        raise
+    except Exception as err:  # noqa: BLE001 - drivers raise their own kinds; each is one line here
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        reason = without_password(lines[0], uri)[:300]
+        raise WorkbenchError(
+            f"MLflow store {display_uri(uri)}: no answer within {timeout_s:.0f} s ({reason}); "
+            "start it, check the address and credentials, or set MLFLOW_TRACKING_URI"
+        ) from None
+
+
 # MLflow 3's UI opens on its GenAI view; this query picks the model-training one (runs, metrics, charts).
 UI_VIEW = "#/experiments?workflowType=machine_learning"
 
@@ -124,6 +164,10 @@ def sqlite_store_lock(uri: str, timeout_s: float = STORE_LOCK_TIMEOUT_S):
 def configure(experiment_name: str) -> str:
     """Point MLflow at the store and return the experiment id (creating the experiment if needed)."""
     uri = tracking_uri()
+    # MLflow's own defaults retry a lost server for minutes (7 tries, 120 s each): bounded here.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     with sqlite_store_lock(uri):
         try:
@@ -147,7 +191,8 @@ def configure(experiment_name: str) -> str:
                 experiment_id = experiment.experiment_id
         except mlflow.exceptions.MlflowException as err:
             raise WorkbenchError(
-                f"MLflow store {display_uri(uri)}: {str(err).strip().splitlines()[0]}; "
+                f"MLflow store {display_uri(uri)}: "
+                f"{without_password(str(err).strip().splitlines()[0], uri)}; "
                 "check that it is writable and reachable, or set MLFLOW_TRACKING_URI"
             ) from None
     mlflow.set_experiment(experiment_id=experiment_id)
