@@ -215,7 +215,10 @@ def test_compare_ranks_the_server_runs(logged, tmp_path, monkeypatch, capsys):
     ids = [by_name(runs, n)["info"]["run_id"] for n in RUN_NAMES]
     assert (
         compare_main(
-            ["--runs", *ids, "--metric", "test_accuracy", "--out", str(tmp_path / "c.html")]
+            [
+                *["--runs", *ids, "--metric", "test_accuracy"],
+                *["--out", str(tmp_path / "c.html"), "--to-mlflow"],
+            ]
         )
         == 0
     )
@@ -229,6 +232,16 @@ def test_compare_ranks_the_server_runs(logged, tmp_path, monkeypatch, capsys):
     assert f"{accs[0]:.4f}" in rows[0]  # ranked best first
     html = (tmp_path / "c.html").read_text()
     assert "Per-class test F1 across runs" in html and "Validation curves" in html
+    import mlflow
+
+    client = mlflow.MlflowClient(base)
+    (logged_compare,) = client.search_runs(
+        [client.get_experiment_by_name("comparisons").experiment_id]
+    )
+    assert set(logged_compare.data.tags["compared_runs"].split(",")) == set(ids)
+    assert "compare/table.txt" in {
+        a.path for a in client.list_artifacts(logged_compare.info.run_id, "compare")
+    }
     with pytest.raises(SystemExit) as exit_:
         compare_main(["--runs", "0123456789abcdef0123456789abcdef"])
     assert exit_.value.code == 2 and "no such run" in capsys.readouterr().err

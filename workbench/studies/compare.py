@@ -259,21 +259,21 @@ def main(argv: list[str] | None = None) -> int:
         client = mlflow.MlflowClient(uri)
         out = Path(args.out)
         writable_dir(out.parent, "--out")
-        runs = find_runs(client, args.experiment, args.runs, args.metric, args.top)
-        print(table(runs, args.metric))
-        figs = report_figures(client, runs, args.metric)
+        found = find_runs(client, args.experiment, args.runs, args.metric, args.top)
+        print(table(found, args.metric))
+        figs = report_figures(client, found, args.metric)
         with atomic_path(out) as tmp:
-            write_report(figs, tmp, f"{len(runs)} runs ranked by {args.metric}")
+            write_report(figs, tmp, f"{len(found)} runs ranked by {args.metric}")
         print(f"\nreport: {out}")
         if args.to_mlflow:
             runs.configure("comparisons")
             with runs.tracked_run(
-                f"compare {len(runs)} runs by {args.metric}",
-                tags={"compared_runs": ",".join(r.info.run_id for r in runs)},
+                f"compare {len(found)} runs by {args.metric}",
+                tags={"compared_runs": ",".join(r.info.run_id for r in found)},
             ):
                 with tempfile.TemporaryDirectory() as d:
                     write_figures(figs, Path(d), png=False)
-                    (Path(d) / "table.txt").write_text(table(runs, args.metric) + "\n")
+                    (Path(d) / "table.txt").write_text(table(found, args.metric) + "\n")
                     mlflow.log_artifacts(d, "compare")
                 mlflow.log_artifact(str(out), "compare")
             print("logged to MLflow experiment 'comparisons'")
