@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -190,6 +191,17 @@ def test_inputs_sharing_a_name_get_outputs_of_their_own(registered, tmp_path):
         "x.png.annotated.jpg",
         "y.annotated.jpg",
     ]
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(tmp_path / "x.jpg", tmp_path / folder / "x.jpg")
+    args = ["--model", registered, "a/x.jpg", "b/x.jpg", "--out", str(tmp_path / "same")]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        assert predict_main(args) == 0
+    written = sorted(
+        str(p.relative_to(tmp_path / "same")) for p in (tmp_path / "same").rglob("*.jpg")
+    )
+    assert written == ["a/x.jpg.annotated.jpg", "b/x.jpg.annotated.jpg"]
 
 
 def test_a_read_only_out_folder_is_a_one_line_error(registered, read_only_dir, capsys):
@@ -212,13 +224,86 @@ def test_a_full_disk_keeps_every_row_of_predictions_csv(registered, small_disk, 
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: /")]
     full = [line for line in err if "cannot write" in line]
     assert code == 1
-    assert full and all(line.endswith("(No space left on device)") for line in full)
+    assert full and all("(No space left on device)" in line for line in full)
     assert all("no face found" in line for line in err if line not in full)  # a photo Haar misses
     found = {r["file"] for r in rows(small_disk / "predictions.csv")}
     failed = {line.split(": ")[1] for line in full}
     assert failed <= found  # the photos whose annotated copy did not fit still have their rows
     assert len(list(small_disk.glob("*.annotated.jpg"))) < len(found)
     assert not list(small_disk.glob("*.tmp*"))
+
+
+def test_a_disk_that_fills_up_stops_the_copies_and_keeps_every_row(registered, small_disk, capsys):
+    code = predict_main(
+        ["--model", registered, "--detector", "haar", str(ORIGIN), "--out", str(small_disk)]
+    )
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    faces = int(out.strip().splitlines()[-1].split(" files, ")[1].split(" faces")[0])
+    assert faces > 40 and len(rows(small_disk / "predictions.csv")) == faces
+    assert "no more annotated copies; the rows go on" in err
+    assert not list(small_disk.glob("*.tmp*"))
+
+
+def test_an_empty_folder_is_a_one_line_problem(registered, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = predict_main(
+        ["--model", registered, str(tmp_path / "empty"), "--out", str(tmp_path / "o")]
+    )
+    assert code == 1
+    assert (
+        f"error: {tmp_path / 'empty'}: no images or videos in this folder"
+        in capsys.readouterr().err
+    )
+
+
+# workbench.predict in a process of its own that reports its own peak memory (kB) on its last line.
+MEASURED = (
+    "import resource, runpy, sys\n"
+    "sys.argv = ['workbench.predict', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('workbench.predict', run_name='__main__')\n"
+    "finally:\n"
+    "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+)
+
+
+def test_a_huge_photo_is_searched_on_a_smaller_copy_and_boxed_in_its_own_pixels(
+    registered, tmp_path
+):
+    import subprocess
+    import sys
+
+    photo = labelled_photos(3)[0]
+    rgb = read_rgb(photo)
+    factor = 10000 / max(rgb.shape[:2])
+    huge = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+    cv2.imwrite(str(tmp_path / "huge.jpg"), cv2.cvtColor(huge, cv2.COLOR_RGB2BGR))
+    del huge
+    peaks = {}
+    for name, path in (("small", photo), ("huge", tmp_path / "huge.jpg")):
+        args = [
+            "--model",
+            registered,
+            "--detector",
+            "haar",
+            str(path),
+            "--out",
+            str(tmp_path / name),
+        ]
+        done = subprocess.run(
+            [sys.executable, "-c", MEASURED, *args], capture_output=True, text=True, timeout=600
+        )
+        assert "Traceback" not in done.stderr, done.stderr[-1500:]
+        peaks[name] = int(done.stderr.strip().splitlines()[-1]) / 2**20  # GB
+    assert peaks["huge"] < 3, peaks  # 14.8 GB when the whole photo was searched
+    small = rows(tmp_path / "small" / "predictions.csv")
+    big = rows(tmp_path / "huge" / "predictions.csv")
+
+    def box(row, shrink=1.0):
+        return Box(*(round(int(row[k]) / shrink) for k in ("left", "top", "right", "bottom")))
+
+    assert max(iou(box(b, factor), box(small[0])) for b in big) > 0.6
 
 
 def test_alignment_turns_the_crop_so_the_eyes_are_level():

@@ -56,9 +56,17 @@ Point = tuple[float, float]
 class Face:
     box: Box
     score: float
-    eyes: tuple[Point, Point] | None = (
-        None  # (the eye on the image's left, on its right), in pixels
-    )
+    # (the eye on the image's left, on its right), in pixels
+    eyes: tuple[Point, Point] | None = None
+
+    def scaled(self, factor: float) -> Face:
+        """The same face in an image `factor` times as large (boxes found on a shrunk copy)."""
+        b = self.box
+        box = Box(*(round(v * factor) for v in (b.left, b.top, b.right, b.bottom)))
+        eyes = None
+        if self.eyes is not None:
+            eyes = tuple((x * factor, y * factor) for x, y in self.eyes)
+        return Face(box, self.score, eyes)
 
 
 def widen(x: float, y: float, w: float, h: float, margin: float, shape) -> Box:

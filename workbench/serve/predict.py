@@ -13,7 +13,10 @@ others are still processed; the exit status is 1 if any file had a problem, 2 fo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import errno
+import io
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -25,6 +28,10 @@ from workbench.errors import WorkbenchError
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 UNCERTAIN = "uncertain"
+# Faces are found on a copy no larger than this (a 10000 px photo would need ~15 GB to search); the
+# boxes are mapped back to the photo and the faces cut from it, so only faces that end up under
+# --min-face on the copy are missed.
+DETECT_MAX_SIDE = 2560
 
 
 @dataclass
@@ -175,8 +182,17 @@ class Predictor:
             )
         return out
 
+    def detect(self, rgb):
+        import cv2
+
+        scale = DETECT_MAX_SIDE / max(rgb.shape[:2])
+        if scale >= 1:
+            return self.detector.detect(rgb)
+        small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        return [face.scaled(1 / scale) for face in self.detector.detect(small)]
+
     def faces(self, rgb, file: str, frame=None, time_s=None) -> list[FacePrediction]:
-        found = self.detector.detect(rgb)
+        found = self.detect(rgb)
         return [
             FacePrediction(
                 file,
@@ -228,7 +244,7 @@ def expand(paths: list[str]) -> list[tuple[Path, Path]]:
             found = sorted(
                 f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXT | VIDEO_EXT
             )
-            files += [(f, Path(p.name) / f.relative_to(p)) for f in found]
+            files += [(f, Path(p.name) / f.relative_to(p)) for f in found] or [(p, Path(p.name))]
         else:
             files.append((p, Path(p.name)))
     return files
@@ -244,27 +260,51 @@ def write_rows(path: Path, rows: list[dict], fields: list[str]) -> None:
 
 
 class RowStream:
-    """predictions.csv written as the files are done (a temp file, renamed at the end): when the disk
-    fills up on a later annotated image, the rows of the faces already found are kept."""
+    """predictions.csv written as the files are done, into a temp file that is renamed at the end
+    whatever happened: rows that do not fit (a full disk) are cut off whole and counted in `lost`."""
 
     def __init__(self, path: Path, fields: list[str]):
-        self.path, self.tmp = path, path.with_name(f"{path.stem}.tmp{path.suffix}")
-        self.file = open(self.tmp, "w", newline="")
-        self.writer = csv.DictWriter(self.file, fieldnames=fields)
-        self.writer.writeheader()
+        from workbench.files import atomic_path
+
+        self.path, self.fields, self.written, self.lost = path, fields, 0, 0
+        self._publish = contextlib.ExitStack()
+        tmp = self._publish.enter_context(atomic_path(path))
+        self.file = open(tmp, "wb", buffering=0)  # unbuffered: a failed write leaves nothing behind
+        self.good = 0
+        self._write(self._text([], header=True))
+
+    def _text(self, rows: list[dict], header: bool = False) -> bytes:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self.fields)
+        if header:
+            writer.writeheader()
+        writer.writerows(rows)
+        return text.getvalue().encode()
+
+    def _write(self, data: bytes) -> None:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[self.file.write(view) :]
+        except OSError:
+            self.file.truncate(self.good)  # back to the last whole row
+            self.file.seek(self.good)
+            raise
+        self.good += len(data)
 
     def add(self, rows: list[dict]) -> None:
         try:
-            self.writer.writerows(rows)
-            self.file.flush()
+            self._write(self._text(rows))
         except OSError as err:
+            self.lost += len(rows)
             raise WorkbenchError(
                 f"cannot add its rows to {self.path.name} ({err.strerror or err})"
             ) from None
+        self.written += len(rows)
 
     def close(self) -> None:
         self.file.close()
-        self.tmp.replace(self.path)
+        self._publish.close()
 
 
 def write_image(path: Path, bgr) -> None:
@@ -280,22 +320,31 @@ def write_image(path: Path, bgr) -> None:
         with atomic_path(path) as tmp:
             tmp.write_bytes(encoded.tobytes())
     except OSError as err:
-        raise WorkbenchError(f"cannot write {path} ({err.strerror or err})") from None
+        kind = NoRoom if err.errno == errno.ENOSPC else WorkbenchError
+        raise kind(f"cannot write {path} ({err.strerror or err})") from None
+
+
+class NoRoom(WorkbenchError):
+    """The output folder is full."""
 
 
 def output_names(files: list[tuple[Path, Path]]) -> list[Path]:
     """Each input's output stem: `x.jpg` -> `x`, unless two inputs would share it (`x.jpg`, `x.png`):
-    then both keep their extension (`x.jpg`, `x.png`), so no output overwrites another."""
+    then both keep their extension (`x.jpg`, `x.png`), so no output overwrites another. Inputs that still would (`a/x.jpg`, `b/x.jpg`) keep the folders they were given with (`a/x.jpg`)."""
     stems = [rel.with_name(rel.stem) for _, rel in files]
-    shared = {s for s in stems if stems.count(s) > 1}
-    return [rel if stem in shared else stem for (_, rel), stem in zip(files, stems)]
+    names = [rel if stems.count(stem) > 1 else stem for (_, rel), stem in zip(files, stems)]
+    return [
+        inside(path) if names.count(name) > 1 else name for (path, _), name in zip(files, names)
+    ]
 
 
-def process_image(
-    predictor: Predictor, path: Path, out: Path, rows: RowStream
-) -> list[FacePrediction]:
-    import cv2
+def inside(path: Path) -> Path:
+    """`path` as a name under --out: its parts without the root, `.` or `..`."""
+    return Path(*[p for p in path.parts if p not in (path.anchor, ".", "..")])
 
+
+def image_faces(predictor: Predictor, path: Path):
+    """(the photo as RGB, its faces), or a one-line error."""
     from workbench.data.decode import read_rgb
 
     rgb = read_rgb(path)
@@ -306,9 +355,7 @@ def process_image(
         raise WorkbenchError(
             f"no face found (try a smaller --min-face than {predictor.detector.min_face})"
         )
-    rows.add([f.row() for f in found])
-    write_image(out, annotate(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), found))
-    return found
+    return rgb, found
 
 
 def process_video(
@@ -363,6 +410,85 @@ def process_video(
     return found
 
 
+def summary(model: str | None, files: list, results: list[FacePrediction], problems) -> dict:
+    return {
+        "model": model or "shipped",
+        "files": len(files),
+        "faces": len(results),
+        "problems": [{"file": f, "error": e} for f, e in problems],
+        "faces_found": [f.row() for f in results],
+    }
+
+
+def finish(out: Path, rows: RowStream, result: dict) -> bool:
+    """predictions.csv published (with every row that fit), then predictions.json; False (said on
+    one line) when either could not hold everything."""
+    from workbench.files import write_json_atomic
+
+    try:
+        rows.close()
+    except OSError as err:
+        raise WorkbenchError(
+            f"--out {out}: cannot finish predictions.csv ({err.strerror or err})"
+        ) from None
+    held = "every face found" if not rows.lost else f"{rows.written} faces, {rows.lost} did not fit"
+    try:
+        write_json_atomic(out / "predictions.json", result)
+    except OSError as err:
+        print(
+            f"error: --out {out}: cannot write predictions.json ({err.strerror or err}); "
+            f"predictions.csv holds {held}",
+            file=sys.stderr,
+        )
+        return False
+    if rows.lost:
+        print(f"error: --out {out} is full: predictions.csv holds {held}", file=sys.stderr)
+    return not rows.lost
+
+
+@dataclass
+class Outputs:
+    """Where each input's results go: its rows in predictions.csv, its annotated copy beside it.
+    Once --out is full the annotated copies stop, so the room left goes to the rows."""
+
+    out: Path
+    rows: RowStream
+    every: int
+    fields: list[str]
+    annotate: bool = True
+    found: list[FacePrediction] = field(default_factory=list)  # every face with its row written
+
+    def process(self, predictor: Predictor, path: Path, name: Path) -> None:
+        import cv2
+
+        suffix = path.suffix.lower()
+        if not path.exists():
+            raise WorkbenchError("no such file or folder")
+        if path.is_dir():
+            raise WorkbenchError("no images or videos in this folder")
+        if suffix in VIDEO_EXT:
+            video, frames = self.out / f"{name}.annotated.mp4", self.out / f"{name}.frames.csv"
+            found = process_video(predictor, path, video, frames, self.every, self.fields)
+            self.rows.add([f.row() for f in found])
+            self.found += found
+            return
+        if suffix not in IMAGE_EXT:
+            raise WorkbenchError(
+                f"unsupported format '{suffix or path.name}': expected an image "
+                f"({', '.join(sorted(IMAGE_EXT))}) or a video ({', '.join(sorted(VIDEO_EXT))})"
+            )
+        rgb, found = image_faces(predictor, path)
+        self.rows.add([f.row() for f in found])
+        self.found += found
+        if self.annotate:
+            bgr = annotate(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), found)
+            try:
+                write_image(self.out / f"{name}.annotated.jpg", bgr)
+            except NoRoom as err:
+                self.annotate = False
+                raise NoRoom(f"{err}: no more annotated copies; the rows go on") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_tensorflow(args.verbose)
@@ -373,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         from tqdm import tqdm
 
         from workbench import CLASS_NAMES
-        from workbench.files import writable_dir, write_json_atomic
+        from workbench.files import writable_dir
 
         out = writable_dir(Path(args.out), "--out")
         model = load_classifier(args.model)
@@ -382,55 +508,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         fields = list(FacePrediction.__dataclass_fields__)[:-1] + [f"p_{c}" for c in CLASS_NAMES]
         files = expand(args.paths)
-        results: list[FacePrediction] = []
         problems: list[tuple[str, str]] = []
-        rows = RowStream(out / "predictions.csv", fields)
+        outputs = Outputs(out, RowStream(out / "predictions.csv", fields), args.every, fields)
         for (path, _), name in zip(tqdm(files, desc="files", unit="file"), output_names(files)):
-            suffix = path.suffix.lower()
             try:
-                if not path.exists():
-                    raise WorkbenchError("no such file or folder")
-                if suffix in IMAGE_EXT:
-                    results += process_image(predictor, path, out / f"{name}.annotated.jpg", rows)
-                elif suffix in VIDEO_EXT:
-                    found = process_video(
-                        predictor,
-                        path,
-                        out / f"{name}.annotated.mp4",
-                        out / f"{name}.frames.csv",
-                        args.every,
-                        fields,
-                    )
-                    rows.add([f.row() for f in found])
-                    results += found
-                else:
-                    raise WorkbenchError(
-                        f"unsupported format '{suffix or path.name}': expected an image "
-                        f"({', '.join(sorted(IMAGE_EXT))}) or a video ({', '.join(sorted(VIDEO_EXT))})"
-                    )
+                outputs.process(predictor, path, name)
             except WorkbenchError as err:
                 problems.append((str(path), str(err)))
                 tqdm.write(f"error: {path}: {err}", file=sys.stderr)
-        try:
-            rows.close()
-        except OSError as err:
-            raise WorkbenchError(
-                f"--out {out}: cannot finish predictions.csv ({err.strerror or err})"
-            ) from None
-        summary = {
-            "model": args.model or "shipped",
-            "files": len(files),
-            "faces": len(results),
-            "problems": [{"file": f, "error": e} for f, e in problems],
-            "faces_found": [f.row() for f in results],
-        }
-        try:
-            write_json_atomic(out / "predictions.json", summary)
-        except OSError as err:
-            raise WorkbenchError(
-                f"--out {out}: cannot write predictions.json ({err.strerror or err}); "
-                "predictions.csv is complete"
-            ) from None
+        results = outputs.found
+        complete = finish(out, outputs.rows, summary(args.model, files, results, problems))
         counts = {}
         for f in results:
             counts[f.label] = counts.get(f.label, 0) + 1
@@ -438,4 +525,4 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(files)} files, {len(results)} faces ({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'}), "
             f"{len(problems)} with problems; results in {out}/ (predictions.csv, predictions.json)"
         )
-        return 1 if problems else 0
+        return 1 if problems or not complete else 0
