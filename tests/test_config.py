@@ -179,3 +179,12 @@ def test_an_empty_experiment_file_is_refused(tmp_path, text):
     path.write_text(text)
     with pytest.raises(WorkbenchError, match=f"{path}: empty; an experiment names at least one"):
         load_config(str(path))
+
+
+def test_an_unknown_command_is_named(capsys):
+    from workbench.cli import main
+
+    assert main(["trian"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown command 'trian'; commands: run, ")
+    assert main(["sweeep"]) == 2
+    assert "unknown command 'sweeep' (did you mean 'sweep'?)" in capsys.readouterr().err

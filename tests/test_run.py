@@ -445,6 +445,22 @@ def test_resume_of_a_finished_run_is_refused(quick_run, store):
     assert after.info.status == "FINISHED"
 
 
+def test_a_run_that_skipped_faces_says_so_on_its_console(tmp_path):
+    import gzip
+
+    lines = gzip.open(REPO / "workbench" / "samples" / "fer2013_sample.csv.gz", "rt").read()
+    lines = lines.splitlines()
+    lines[5] = "3,1 2 3,Training"  # not a square image
+    (tmp_path / "faces.csv").write_text("\n".join(lines) + "\n")
+    settings = [s for s in RESUMABLE if not s.startswith(("train.epochs", "data.max_faces"))]
+    settings += ["train.epochs=1", f"data.path={tmp_path / 'faces.csv'}"]
+    settings += [f"data.cache_dir={tmp_path / 'c'}"]
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    done = _run_cli(["baseline", *[a for s in settings for a in ("--set", s)]], env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 face skipped at load (see dataset/lineage.json)" in done.stdout
+
+
 def test_without_a_browser_the_run_finishes_with_html_figures_and_its_model(tmp_path):
     """kaleido needs Chrome/Chromium; BROWSER_PATH=/nonexistent makes it look for one that is not there.
     The run must not wait for it: FINISHED, HTML figures, the model, one note."""

@@ -532,9 +532,11 @@ def test_sweep_resumes_nests_runs_and_tests_the_best_trials_weights(tmp_path, en
         assert text in page, text
 
     # Asking again for 3 trials: nothing left to do, nothing duplicated.
-    run_sweep(tmp_path, env, *common, "--trials", "3")
+    again = run_sweep(tmp_path, env, *common, "--trials", "3").stdout
     assert len(optuna.load_study(study_name="s1", storage=storage).trials) == 3
     assert len(runs(uri, "trial", "s1")) == 3 and len(runs(uri, "best", "s1")) == 1
+    assert len(runs(uri, "study", "s1")) == 2  # no empty parent run for a study with nothing to do
+    assert "nothing to run: 3 trials are finished" in again
 
     # The same study with another base config is refused, not silently mixed.
     proc = subprocess.run(

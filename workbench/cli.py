@@ -148,6 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     import importlib
 
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        import difflib
+
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        print(
+            f"error: unknown command '{argv[0]}'{hint}; commands: {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
+        return 2
     if not argv or argv[0] not in COMMANDS:
         width = max(map(len, COMMANDS))
         lines = [f"  {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items()]

@@ -215,7 +215,8 @@ def log_inputs(cfg: ExperimentConfig, faces: Faces, prepared: Prepared, fresh: b
         if prepared.smote_k_used is not None:
             mlflow.log_param("balance.smote_k_used", prepared.smote_k_used)
     if faces.skipped:
-        print(f"{len(faces.skipped)} faces skipped at load (see dataset/lineage.json)")
+        n = len(faces.skipped)
+        print(f"{n} face{'s' * (n != 1)} skipped at load (see dataset/lineage.json)")
     return runs.log_dataset(
         prepared.parts(),
         prepared.synthetic,

@@ -209,8 +209,13 @@ class Sweep:
         ).handlers:  # Optuna's own, set up by the line above
             handler.addFilter(_no_interrupt_traceback)
         experiment_id = runs.configure(self.base.experiment_name)
-        name = f"{self.study.study_name} · study · worker {socket.gethostname()}:{os.getpid()}"
         metric = self.spec.objective.metric
+        if len(states(self.study, FINISHED)) >= self.target:  # a rerun of a finished study
+            maximize = self.spec.objective.direction == "maximize"
+            study_report.print_summary(self.study, self.storage, metric, maximize, 0, None)
+            print(f"nothing to run: {self.target} trials are finished (--trials N for more)")
+            return 0
+        name = f"{self.study.study_name} · study · worker {socket.gethostname()}:{os.getpid()}"
         with runs.tracked_run(name, tags=self.parent_tags()) as parent:
             runs.log_config(self.base)
             mlflow.log_text(self.spec_path.read_text(), "sweep.yaml")
