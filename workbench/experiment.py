@@ -438,7 +438,8 @@ def log_evaluation(
     with tempfile.TemporaryDirectory() as tmp:
         # A sweep's trials: HTML only (starting the PNG renderer costs ~4 s a trial, 3 minutes of a
         # 40-trial study); the study's own report page holds the figures to compare trials.
-        figures.write_figures(figs, Path(tmp), png=not light, offline=not light)
+        js = None if light else runs.shared_plotly_js()
+        figures.write_figures(figs, Path(tmp), png=not light, plotly_js=js)
         if not light:
-            figures.write_report(figs, Path(tmp) / "report.html", "Run report", header)
+            figures.write_report(figs, Path(tmp) / "report.html", "Run report", header, js)
         mlflow.log_artifacts(tmp, "figures")

@@ -226,11 +226,11 @@ def _stop_renderer() -> None:
 PLOTLY_JS = "plotly.min.js"
 
 
-def _page(title: str, body: str, local_js: bool) -> str:
-    """A page that loads plotly.js from PLOTLY_JS beside it when `local_js` (so it works offline) and,
+def _page(title: str, body: str, plotly_js: str | None) -> str:
+    """A page that loads plotly.js from `plotly_js` (a path beside or above it: works offline) and,
     where that is absent or not served (the UI's HTML preview), from plotly's CDN."""
     cdn = f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
-    loader = (f"<script src='{PLOTLY_JS}'></script>" if local_js else "") + (
+    loader = (f"<script src='{plotly_js}'></script>" if plotly_js else "") + (
         f"<script>window.Plotly || document.write(\"<script src='{cdn}'><\\/script>\")</script>"
     )
     return (
@@ -247,18 +247,18 @@ STYLE = (
 
 
 def write_figures(
-    figs: dict[str, go.Figure], out_dir: Path, png: bool = True, offline: bool = True
+    figs: dict[str, go.Figure], out_dir: Path, png: bool = True, plotly_js: str | None = PLOTLY_JS
 ) -> list[Path]:
-    """name.html for every figure, plus name.png where a browser is available. `offline`: plotly.js
-    written once beside them (4.8 MB) and used by every page; otherwise (sweep trials: many small
-    runs) the pages load it from plotly's CDN."""
+    """name.html for every figure, plus name.png where a browser is available. The pages load
+    plotly.js (4.8 MB) from `plotly_js`: by default a copy written once beside them; a path to a
+    shared copy; or None, plotly's CDN (sweep trials: many small runs)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [ensure_plotly_js(out_dir)] if offline else []
+    written = [ensure_plotly_js(out_dir)] if plotly_js == PLOTLY_JS else []
     for name, fig in figs.items():
         page = _page(
             fig.layout.title.text or name,
             fig.to_html(full_html=False, include_plotlyjs=False),
-            local_js=offline,
+            plotly_js,
         )
         (out_dir / f"{name}.html").write_text(page)
         written.append(out_dir / f"{name}.html")
@@ -283,20 +283,32 @@ def header_table(rows: list[tuple[str, str]], warnings_: list[str] = ()) -> str:
     return f"{notes}<table>{cells}</table>"
 
 
-def ensure_plotly_js(folder: Path) -> Path:
-    path = folder / PLOTLY_JS
+def ensure_plotly_js(folder: Path, name: str = PLOTLY_JS) -> Path:
+    path = folder / name
     if not path.is_file():
-        tmp = folder / f".{PLOTLY_JS}.{os.getpid()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{name}.{os.getpid()}"
         tmp.write_text(get_plotlyjs())
         tmp.replace(path)
     return path
 
 
-def write_report(figs: dict[str, go.Figure], path: Path, title: str, header: str = "") -> Path:
-    """All figures on one page under `header`, with plotly.js beside it (written once per folder): the
-    page stays small and works offline."""
-    ensure_plotly_js(path.parent)
+def shared_plotly_name() -> str:
+    return f"plotly-{get_plotlyjs_version()}.min.js"
+
+
+def write_report(
+    figs: dict[str, go.Figure],
+    path: Path,
+    title: str,
+    header: str = "",
+    plotly_js: str | None = PLOTLY_JS,
+) -> Path:
+    """All figures on one page under `header`; plotly.js as in write_figures (by default a copy
+    beside it, written once per folder): the page stays small and works offline."""
+    if plotly_js == PLOTLY_JS:
+        ensure_plotly_js(path.parent)
     parts = [f"<h1>{html.escape(title)}</h1>", header]
     parts += [fig.to_html(full_html=False, include_plotlyjs=False) for fig in figs.values()]
-    path.write_text(_page(title, "".join(parts), local_js=True))
+    path.write_text(_page(title, "".join(parts), plotly_js))
     return path

@@ -401,6 +401,19 @@ def log_model(model, example: np.ndarray) -> str:
     return info.model_uri
 
 
+def shared_plotly_js() -> str | None:
+    """plotly.js written once per experiment beside its runs' folders (a local store), as the path
+    the active run's figures/ pages load it from; None for a remote store (plotly's CDN)."""
+    from workbench.tracking.figures import ensure_plotly_js, shared_plotly_name
+
+    uri = mlflow.get_artifact_uri("figures")
+    if urlparse(uri).scheme != "file":
+        return None
+    figures_dir = Path(urlparse(uri).path)  # <experiment>/<run>/artifacts/figures
+    shared = ensure_plotly_js(figures_dir.parents[2], shared_plotly_name())
+    return os.path.relpath(shared, figures_dir)
+
+
 def log_model_once(run_id: str, model, example: np.ndarray) -> str:
     """The run's model, logged once: a run resumed after logging it keeps that one, and one that a
     stop left half-logged (PENDING) is deleted before logging again."""
