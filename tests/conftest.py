@@ -64,6 +64,12 @@ def small_disk(tmp_path: Path):
 
 
 @pytest.fixture
+def store_disk(tmp_path: Path):
+    """An 8 MiB tmpfs: room for a new MLflow store, not for a reference-model checkpoint."""
+    yield from _mount(tmp_path / "store", "-t", "tmpfs", "-o", "size=8m", "tmpfs")
+
+
+@pytest.fixture
 def read_only_dir(tmp_path: Path):
     """An empty folder mounted read-only ('Read-only file system', even for root)."""
     source = tmp_path / "ro-source"

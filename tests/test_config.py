@@ -188,3 +188,19 @@ def test_an_unknown_command_is_named(capsys):
     assert capsys.readouterr().err.startswith("error: unknown command 'trian'; commands: run, ")
     assert main(["sweeep"]) == 2
     assert "unknown command 'sweeep' (did you mean 'sweep'?)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(28, "No space left on device", "/store/x.h5"),
+        RuntimeError("(sqlite3.OperationalError) database or disk is full\n[SQL: UPDATE runs]"),
+    ],
+)
+def test_a_full_disk_deep_in_a_library_is_one_line(error, capsys):
+    from workbench.cli import user_errors
+
+    with pytest.raises(SystemExit) as exit_, user_errors():
+        raise error
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and line.startswith("error: no space left on device")

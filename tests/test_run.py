@@ -463,6 +463,20 @@ def test_a_run_that_skipped_faces_says_so_on_its_console(tmp_path):
     assert "1 face skipped at load (see dataset/lineage.json)" in done.stdout
 
 
+def test_a_full_store_disk_is_one_line_and_the_run_ends_failed(store_disk, tmp_path):
+    uri = f"sqlite:///{store_disk / 'mlflow.db'}"
+    env = os.environ | {"MLFLOW_TRACKING_URI": uri, "BROWSER_PATH": "/nonexistent"}
+    sets = QUICK + [f"data.cache_dir={tmp_path / 'c'}"]
+    done = _run_cli(["baseline", *[a for s in sets for a in ("--set", s)]], env, timeout=600)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: checkpoints in ") and "(No space left on device)" in last
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("baseline").experiment_id])
+    assert run.info.status == "FAILED"
+    assert not list(store_disk.rglob("*.h5"))  # nothing half-written
+
+
 def test_without_a_browser_the_run_finishes_with_html_figures_and_its_model(tmp_path):
     """kaleido needs Chrome/Chromium; BROWSER_PATH=/nonexistent makes it look for one that is not there.
     The run must not wait for it: FINISHED, HTML figures, the model, one note."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib.abc
 import importlib.util
 import logging
@@ -119,6 +120,11 @@ def user_errors():
     except WorkbenchError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Exception as err:
+        if (full := disk_full(err)) is None:
+            raise
+        print(f"error: {full}", file=sys.stderr)
+        sys.exit(2)
     except Terminated as err:
         print("terminated", file=sys.stderr)
         sys.exit(128 + err.signum)
@@ -128,6 +134,23 @@ def user_errors():
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+DISK_FULL = ("No space left on device", "database or disk is full")
+
+
+def disk_full(err: BaseException) -> str | None:
+    """One line for an error that a full disk caused, however deep in a library, else None."""
+    text = str(err)
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        where = f" writing {err.filename}" if err.filename else ""
+        return f"no space left on device{where}; free some space and run the same command again"
+    if any(marker in text for marker in DISK_FULL):
+        return (
+            "no space left on device (the MLflow store or a file it writes); free some space and "
+            "run the same command again"
+        )
+    return None
 
 
 def _raise_terminated(signum, frame):

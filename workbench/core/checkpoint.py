@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from workbench.errors import WorkbenchError
 from workbench.files import write_json_atomic
 
 STATE = "state.json"
@@ -83,6 +85,7 @@ class BestAndCheckpoint(keras.callbacks.Callback):
 
     def _save(self, improved: bool) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._check_room(2 if improved else 1)
         n = self.state.epochs_done
         self._save_weights(f"epoch-{n}.weights.h5")
         if improved:
@@ -91,6 +94,21 @@ class BestAndCheckpoint(keras.callbacks.Callback):
         for old in self.folder.glob("epoch-*.weights.h5"):
             if old.name != f"epoch-{n}.weights.h5":
                 old.unlink(missing_ok=True)
+
+    def _check_room(self, files: int) -> None:
+        """A one-line error before writing on a disk too full for the epoch's files: HDF5 failing
+        mid-write takes the process down (exit 139), leaving the run RUNNING."""
+        variables = [*self.model.variables, *getattr(self.model.optimizer, "variables", [])]
+        needed = files * sum(
+            int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables
+        ) + (1 << 20)
+        free = shutil.disk_usage(self.folder).free
+        if free < needed:
+            raise WorkbenchError(
+                f"checkpoints in {self.folder}: {free / 1e6:.1f} MB free, an epoch needs "
+                f"{needed / 1e6:.1f} MB (No space left on device); free some space and run the "
+                "same command again: it resumes from the last saved epoch"
+            )
 
     def _save_weights(self, name: str) -> None:
         # Keras wants the name to end in .weights.h5, so the temporary file gets a prefix, not a suffix.

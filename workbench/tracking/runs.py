@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from importlib import metadata
@@ -220,13 +221,26 @@ def tracked_run(
     try:
         yield run
     except KeyboardInterrupt:
-        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        _end_run(RunStatus.KILLED)
         raise
     except BaseException:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        _end_run(RunStatus.FAILED)
         raise
     else:
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _end_run(status: int) -> None:
+    """End the active run as `status` while an error propagates; a store that cannot take even that
+    (a full disk) leaves the run as it was, said on one line, rather than a second traceback."""
+    try:
+        mlflow.end_run(RunStatus.to_string(status))
+    except Exception as err:  # noqa: BLE001 - the error already on its way matters more
+        reason = str(err).strip().splitlines()[-1][:200] if str(err).strip() else type(err).__name__
+        print(
+            f"note: the run could not be marked {RunStatus.to_string(status)} ({reason})",
+            file=sys.stderr,
+        )
 
 
 def git_state() -> dict[str, str]:
