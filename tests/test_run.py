@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 
 from workbench import CLASS_NAMES
 from workbench.config import load_config
+from workbench.tracking import runs
 
 pytestmark = pytest.mark.slow  # trains real models end to end
 
@@ -475,6 +476,58 @@ def test_a_full_store_disk_is_one_line_and_the_run_ends_failed(store_disk, tmp_p
     (run,) = client.search_runs([client.get_experiment_by_name("baseline").experiment_id])
     assert run.info.status == "FAILED"
     assert not list(store_disk.rglob("*.h5"))  # nothing half-written
+
+
+def test_every_test_score_has_its_interval_and_each_face_its_prediction(quick_run, store):
+    _, result = quick_run
+    m = MlflowClient(store).get_run(result.run_id).data.metrics
+    for score in ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy"):
+        assert m[f"test_{score}_ci_low"] < m[f"test_{score}"] < m[f"test_{score}_ci_high"], score
+    frame = runs.load_predictions(result.run_id)
+    assert list(frame.columns[:3]) == ["id", "label", "predicted"] and len(frame) == len(
+        result.prepared.test
+    )
+    assert (frame["predicted"] == frame["label"]).mean() == pytest.approx(m["test_accuracy"])
+    probs = frame[[f"p_{c}" for c in CLASS_NAMES]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+
+
+def test_compare_two_runs_face_by_face_and_refuses_different_faces(quick_run, store, tmp_path):
+    _, result = quick_run
+    env = os.environ | {"MLFLOW_TRACKING_URI": store}
+    cache = f"data.cache_dir={tmp_path / 'c'}"
+    ids = {}
+    for name, extra in (("lr", "train.learning_rate=0.0002"), ("seed", "seed=7")):
+        sets = [a for s in QUICK + [cache, extra] for a in ("--set", s)]
+        done = _run_cli(["baseline", *sets], env, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "test accuracy      0." in done.stdout and "] " in done.stdout  # with its interval
+        ids[name] = done.stdout.split("MLflow run         ")[1].split()[0]
+    cmd = [sys.executable, "-m", "workbench.compare", "--out", str(tmp_path / "c.html"), "--runs"]
+    same = subprocess.run(
+        [*cmd, result.run_id, ids["lr"]],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert same.returncode == 0, same.stderr[-2000:]
+    assert "accuracy A - B" in same.stdout and "McNemar p = " in same.stdout
+    verdict = [line for line in same.stdout.splitlines() if "verdict" in line]
+    assert len(verdict) == 1 and (
+        "better at the 5% level" in verdict[0] or "no difference" in verdict[0]
+    )
+    other = subprocess.run(
+        [*cmd, result.run_id, ids["seed"]],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert "were tested on different faces (" in other.stderr
 
 
 def test_without_a_browser_the_run_finishes_with_html_figures_and_its_model(tmp_path):

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from workbench import NUM_CLASSES
 from workbench.config import ExperimentConfig
-from workbench.core import recipe
+from workbench.core import recipe, stats
 from workbench.core.augment import Ranges
 from workbench.core.balance import class_weights
 from workbench.core.metrics import Evaluation, chance_levels, chance_verdict, evaluate
@@ -166,7 +166,7 @@ def run_experiment(
             log_evaluation(
                 ev,
                 result.history,
-                split.images,
+                split,
                 cfg.seed,
                 purpose.light,
                 purpose.evaluate_on,
@@ -264,6 +264,8 @@ def test_phase(
     split = prepared.test if split_name == "test" else prepared.val
     probs, plain = predict(model, split.images, cfg.train.tta_flip)
     ev = evaluate(split.labels, probs, prefix=f"{split_name}_")
+    if split_name == "test":
+        ev.metrics |= stats.intervals(split.labels, ev.y_pred, prefix="test_")
     epochs_run = len(result.history.get("loss", []))
     metrics = ev.metrics | {"epochs_run": float(epochs_run), "best_epoch": float(result.best_epoch)}
     metrics |= {f"{split_name}_{k}": v for k, v in chance_levels(split.labels).items()}
@@ -399,8 +401,9 @@ def report_header(
             f"{int(metrics['epochs_run'])} epochs (best {int(metrics['best_epoch']) + 1}), augmentation "
             f"{cfg.augment.strength:g}, SMOTE {'on' if cfg.balance.smote else 'off'}",
         ),
-        (f"{split} accuracy", f"{metrics[f'{split}_accuracy']:.4f}"),
-        (f"{split} macro-F1", f"{metrics[f'{split}_macro_f1']:.4f}"),
+        (f"{split} accuracy", stats.with_interval(metrics, f"{split}_accuracy")),
+        (f"{split} macro-F1", stats.with_interval(metrics, f"{split}_macro_f1")),
+        (f"{split} balanced accuracy", stats.with_interval(metrics, f"{split}_balanced_accuracy")),
         (
             "chance",
             f"{metrics[f'{split}_chance_uniform']:.3f} uniform, {metrics[f'{split}_chance_majority']:.3f} "
@@ -418,13 +421,17 @@ def report_header(
 def log_evaluation(
     ev: Evaluation,
     history: dict[str, list[float]],
-    images: np.ndarray,
+    faces: Faces,
     seed: int,
     light: bool,
     split: str,
     header: str,
 ) -> None:
+    """The evaluation's report, per-face predictions, figures and report page."""
+    images, ids = faces.images, faces.ids
     mlflow.log_dict(ev.report, "metrics/classification_report.json")
+    if not light:
+        runs.log_predictions(ev, ids, split)
     mlflow.log_text(ev.report_text, "metrics/classification_report.txt")
     figs = {
         "curves": figures.curves(history),

@@ -6,6 +6,7 @@ import argparse
 
 from workbench.cli import add_config_arguments, quiet_tensorflow, user_errors
 from workbench.core.metrics import chance_verdict
+from workbench.core.stats import with_interval
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"experiment {cfg.name} ({cfg.protocol}) on {result.lineage['path']}")
         print(
-            f"  test accuracy      {m['test_accuracy']:.4f}   (chance: {m['test_chance_uniform']:.3f} uniform, "
-            f"{m['test_chance_majority']:.3f} always the commonest class)"
+            f"  test accuracy      {with_interval(m, 'test_accuracy')}   (chance: "
+            f"{m['test_chance_uniform']:.3f} uniform, {m['test_chance_majority']:.3f} always the "
+            "commonest class; [95% interval])"
         )
-        print(f"  test macro-F1      {m['test_macro_f1']:.4f}")
-        print(f"  balanced accuracy  {m['test_balanced_accuracy']:.4f}")
+        print(f"  test macro-F1      {with_interval(m, 'test_macro_f1')}")
+        print(f"  balanced accuracy  {with_interval(m, 'test_balanced_accuracy')}")
         print(
             f"  epochs run         {int(m['epochs_run'])} (best validation epoch {int(m['best_epoch']) + 1})"
         )

@@ -58,6 +58,13 @@ def parse_args(argv):
     parser.add_argument(
         "--top", type=positive_int, default=20, help="rows in the table and runs in the report"
     )
+    parser.add_argument(
+        "--pair",
+        nargs=2,
+        type=positive_int,
+        metavar=("I", "J"),
+        help="compare the runs ranked I and J face by face (two --runs are compared by themselves)",
+    )
     parser.add_argument("--out", default="reports/compare.html")
     parser.add_argument(
         "--to-mlflow",
@@ -123,6 +130,7 @@ def table(runs, metric: str) -> str:
         "name",
         *[SHORT[p] for p in KEY_PARAMS],
         metric,
+        "95% interval",
         "test_acc",
         "chance",
         "beats",
@@ -141,6 +149,9 @@ def table(runs, metric: str) -> str:
                 (r.info.run_name or "")[:38],
                 *[_short(p.get(k, "-")) for k in KEY_PARAMS],
                 fmt(m.get(metric)),
+                f"[{m[f'{metric}_ci_low']:.3f}, {m[f'{metric}_ci_high']:.3f}]"
+                if f"{metric}_ci_low" in m
+                else "-",
                 fmt(m.get("test_accuracy")),
                 f"{verdict.chance:.3f}" if verdict else "-",
                 ("yes" if verdict.beats else "NO") if verdict else "-",
@@ -152,6 +163,23 @@ def table(runs, metric: str) -> str:
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in [header, *rows]
     )
+
+
+def pair_to_compare(found, args):
+    """The two runs to compare face by face: `--pair I J` of the table, or the two `--runs`."""
+    if args.pair:
+        i, j = args.pair
+        if max(i, j) > len(found) or i == j:
+            raise WorkbenchError(f"--pair {i} {j}: two different ranks of the {len(found)} rows")
+        return found[i - 1], found[j - 1]
+    if len(args.runs) == 2:
+        by_id = {r.info.run_id: r for r in found}
+        return by_id[args.runs[0]], by_id[args.runs[1]]
+    return None
+
+
+def label(run) -> str:
+    return f"{run.info.run_id[:8]} {run.info.run_name or ''}".strip()
 
 
 def _short(value: str) -> str:
@@ -261,6 +289,12 @@ def main(argv: list[str] | None = None) -> int:
         writable_dir(out.parent, "--out")
         found = find_runs(client, args.experiment, args.runs, args.metric, args.top)
         print(table(found, args.metric))
+        pair = pair_to_compare(found, args)
+        if pair is not None:
+            from workbench.studies.paired import compare_pair, describe
+
+            a, b = pair
+            print("\n" + describe(compare_pair(a.info.run_id, b.info.run_id), label(a), label(b)))
         figs = report_figures(client, found, args.metric)
         with atomic_path(out) as tmp:
             write_report(figs, tmp, f"{len(found)} runs ranked by {args.metric}")
