@@ -162,6 +162,8 @@ def test_make_reproduce_65_runs_end_to_end_on_the_shipped_expw_sample(tmp_path):
     verdict = [line for line in out.splitlines() if line.startswith("verdict:")]
     assert len(verdict) == 1 and "BELOW TARGET" in verdict[0] and "target 0.645" in verdict[0]
     assert "67 faces" in verdict[0] and "digest" in verdict[0]
+    assert "original - honest " in verdict[0] and "unpaired bootstrap" in verdict[0]
+    assert verdict[0].count("[") >= 3  # both accuracies and their gap carry an interval
     report = (tmp_path / "reports" / "reproduce-65-expw.md").read_text()
     assert "SMOTE-related" in report and "honest" in report
     # The original's own figures beside both protocols': accuracy, weighted F1, per-class F1.

@@ -530,6 +530,35 @@ def test_compare_two_runs_face_by_face_and_refuses_different_faces(quick_run, st
     assert "were tested on different faces (" in other.stderr
 
 
+def test_seeds_make_one_parent_whose_mean_is_the_childrens(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = os.environ | {"MLFLOW_TRACKING_URI": uri, "BROWSER_PATH": "/nonexistent"}
+    sets = [s for s in RESUMABLE if not s.startswith("train.epochs")] + ["train.epochs=1"]
+    sets += [f"data.cache_dir={tmp_path / 'c'}"]
+    done = _run_cli(
+        ["baseline", "--seeds", "2", *[a for s in sets for a in ("--set", s)]], env, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "[95% t-interval over seeds]" in done.stdout
+    client = MlflowClient(uri)
+    found = client.search_runs([client.get_experiment_by_name("baseline").experiment_id])
+    (parent,) = [r for r in found if r.data.tags.get("seeds.role") == "parent"]
+    children = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 2 and len(found) == 3
+    assert sorted(c.data.params["seed"] for c in children) == ["42", "43"]
+    assert {c.data.params["split.seed"] for c in children} == {"42"}  # the split fixed
+    assert "training seed" in parent.data.tags["seeds.varies"]
+    for score in ("accuracy", "macro_f1"):
+        values = [c.data.metrics[f"test_{score}"] for c in children]
+        assert parent.data.metrics[f"test_{score}"] == pytest.approx(np.mean(values))
+        assert parent.data.metrics[f"test_{score}_std"] == pytest.approx(np.std(values, ddof=1))
+    again = _run_cli(
+        ["baseline", "--seeds", "2", *[a for s in sets for a in ("--set", s)]], env, timeout=900
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(client.search_runs([parent.info.experiment_id])) == 6  # a new study of 2 seeds
+
+
 def test_without_a_browser_the_run_finishes_with_html_figures_and_its_model(tmp_path):
     """kaleido needs Chrome/Chromium; BROWSER_PATH=/nonexistent makes it look for one that is not there.
     The run must not wait for it: FINISHED, HTML figures, the model, one note."""

@@ -66,6 +66,12 @@ class SplitConfig(_Section):
     )
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    seed: int | None = Field(
+        None,
+        ge=0,
+        lt=2**31,
+        description="draws the split and any max_faces sample; null = the experiment's seed",
+    )
 
 
 class BalanceConfig(_Section):
@@ -186,6 +192,12 @@ class ExperimentConfig(_Section):
     name: str = "baseline"
     protocol: Literal["split-then-resample", "original-smote-before-split"] = HONEST_PROTOCOL
     seed: int = Field(42, ge=0, lt=2**31)
+    seeds: int = Field(
+        1,
+        ge=1,
+        le=20,
+        description="train this many runs (seed, seed+1, ...; the split fixed) under one parent",
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     balance: BalanceConfig = Field(default_factory=BalanceConfig)
@@ -210,6 +222,11 @@ class ExperimentConfig(_Section):
                 f"with {len(self.model.filters or []) or 'its default'} blocks (at least {smallest})"
             )
         return self
+
+    @property
+    def data_seed(self) -> int:
+        """What draws the faces and their split: split.seed, else the training seed."""
+        return self.seed if self.split.seed is None else self.split.seed
 
     @property
     def experiment_name(self) -> str:

@@ -69,18 +69,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 def prepare_faces(faces: Faces, cfg: ExperimentConfig) -> Prepared:
-    """The config's protocol, split and balance settings, as the plain values protocol.prepare takes."""
-    b, sp = cfg.balance, cfg.split
-    return prepare(
-        faces,
-        cfg.protocol,
-        cfg.seed,
-        smote=b.smote,
-        smote_k=b.smote_k,
-        use_official=sp.use_official,
-        val_fraction=sp.val_fraction,
-        test_fraction=sp.test_fraction,
-    )
+    return prepare(faces, cfg.protocol, cfg.split, cfg.balance, cfg.seed, cfg.data_seed)
 
 
 def resume_key(cfg: ExperimentConfig, data_digest: str) -> str:
@@ -136,7 +125,9 @@ def run_experiment(
     logged as this run's epochs). A run stopped at any instant, its end included, resumes in place."""
     purpose = cfg.purpose
     seed_everything(cfg.seed, cfg.train.deterministic)
-    faces = load_faces(cfg.data, cfg.seed)  # before the run: bad data never leaves a FAILED run
+    faces = load_faces(
+        cfg.data, cfg.data_seed
+    )  # before the run: bad data never leaves a FAILED run
     prepared = prepare_faces(faces, cfg)
     experiment_id = runs.configure(cfg.experiment_name)
     key = resume_key(cfg, faces.digest)
@@ -321,7 +312,7 @@ def finished_run_result(run_id: str, cfg: ExperimentConfig) -> RunResult:
     on the same test split again (the split is seeded), checked against the logged accuracy. What a
     resumed comparison uses for an arm that finished before the interruption."""
     run = mlflow.MlflowClient().get_run(run_id)
-    faces = load_faces(cfg.data, cfg.seed)
+    faces = load_faces(cfg.data, cfg.data_seed)
     prepared = prepare_faces(faces, cfg)
     model_uri = f"runs:/{run_id}/model"
     model = mlflow.tensorflow.load_model(model_uri)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.config import ORIGINAL_PROTOCOL
+from workbench.config import ORIGINAL_PROTOCOL, BalanceConfig, SplitConfig
 from workbench.core import balance
 from workbench.core.split import honest_split, original_split, split_method
 from workbench.data.faces import SPLITS, Faces
@@ -37,17 +37,19 @@ class Prepared:
 def prepare(
     faces: Faces,
     protocol: str,
+    split_cfg: SplitConfig,
+    balance_cfg: BalanceConfig,
     seed: int,
-    smote: bool = False,
-    smote_k: int = 5,
-    use_official: bool = True,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
+    split_seed: int | None = None,
 ) -> Prepared:
+    """Split and balance `faces` under `protocol`: SMOTE draws from `seed`, the split from
+    `split_seed` (the same as `seed` when None)."""
+    split_seed = seed if split_seed is None else split_seed
+    smote, smote_k = balance_cfg.smote, balance_cfg.smote_k
     if protocol == ORIGINAL_PROTOCOL:
         pool = balance.smote(faces, smote_k, seed) if smote else balance.unchanged(faces)
         origins = _origins(pool, np.arange(len(faces)))
-        split = original_split(len(pool.faces), seed)
+        split = original_split(len(pool.faces), split_seed)
         parts = {name: pool.faces.subset(split[name]) for name in SPLITS}
         synthetic = {name: pool.synthetic[split[name]] for name in SPLITS}
         return Prepared(
@@ -58,7 +60,10 @@ def prepare(
             smote_k_used=pool.k_used,
         )
 
-    split = honest_split(faces, use_official, val_fraction, test_fraction, seed)
+    use_official = split_cfg.use_official
+    split = honest_split(
+        faces, use_official, split_cfg.val_fraction, split_cfg.test_fraction, split_seed
+    )
     train = faces.subset(split["train"])
     resampled = balance.smote(train, smote_k, seed) if smote else balance.unchanged(train)
     val, test = faces.subset(split["val"]), faces.subset(split["test"])

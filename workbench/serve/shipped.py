@@ -33,7 +33,7 @@ def load_model(path: Path = MODEL_FILE):
 def sample_check(model, tta_flip: bool, path: str | None = None) -> dict[str, float]:
     """Accuracy and macro-F1 on the PrivateTest faces (the test split) of a FER-2013 CSV: the bundled
     sample's 350 by default, or the whole file's 3,589 with `path`."""
-    from workbench.config import DataConfig
+    from workbench.config import BalanceConfig, DataConfig, SplitConfig
     from workbench.core.metrics import chance_levels, evaluate
     from workbench.core.protocol import prepare
     from workbench.data import load_faces
@@ -41,7 +41,7 @@ def sample_check(model, tta_flip: bool, path: str | None = None) -> dict[str, fl
 
     data = DataConfig(path=path, image_size=int(model.input_shape[1]), channels=1)
     faces = load_faces(data, seed=0)
-    test = prepare(faces, "split-then-resample", seed=0).test
+    test = prepare(faces, "split-then-resample", SplitConfig(), BalanceConfig(), seed=0).test
     probs, _ = predict(model, test.images, tta_flip)
     m = evaluate(test.labels, probs, prefix="").metrics
     return {

@@ -109,8 +109,8 @@ def find_runs(client, experiments: list[str], run_ids: list[str], metric: str, t
         for r in client.search_runs(
             ids, filter_string="attributes.status = 'FINISHED'", max_results=5000
         )
-        if metric in r.data.metrics
-    ]
+        if metric in r.data.metrics and r.data.tags.get("seeds.role") != "seed"
+    ]  # a seeds parent stands for its children: ranked by their mean
     runs = sorted(runs, key=lambda r: -r.data.metrics[metric])[:top]
     if not runs:
         raise WorkbenchError(

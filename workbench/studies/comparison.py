@@ -16,7 +16,9 @@ import plotly.graph_objects as go
 
 from workbench import CLASS_NAMES
 from workbench.config import HONEST_PROTOCOL, ExperimentConfig
+from workbench.core import stats
 from workbench.core.checkpoint import STATE
+from workbench.core.stats import with_interval
 from workbench.data import load_faces
 from workbench.experiment import RunResult, finished_run_result, run_experiment
 from workbench.files import atomic_path, write_json_atomic, write_text_atomic
@@ -98,6 +100,15 @@ def hardware() -> str:
     return f"CPU: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), no GPU"
 
 
+def protocol_gap(results: dict[str, RunResult]) -> tuple[float, float, float]:
+    """Original minus honest test accuracy with its 95% interval; unpaired, as each protocol has
+    its own test faces."""
+    arms = [
+        (results[r].evaluation.y_true, results[r].evaluation.y_pred) for r in ("original", "honest")
+    ]
+    return stats.unpaired_difference(*arms)
+
+
 def comparison_key(original: ExperimentConfig, data_digest: str, target: float) -> str:
     return hashlib.sha256(f"{original.to_yaml()}\0{data_digest}\0{target}".encode()).hexdigest()[
         :32
@@ -109,7 +120,7 @@ def run_comparison(
 ) -> Outcome:
     honest = original.model_copy(deep=True)
     honest.protocol = HONEST_PROTOCOL
-    faces = load_faces(original.data, original.seed)  # the same faces for both protocols
+    faces = load_faces(original.data, original.data_seed)  # the same faces for both protocols
     if original.data.max_faces and len(faces) < original.data.max_faces:
         print(
             f"note: only {len(faces):,} faces pass the filter (confidence > {original.data.min_confidence:g}); "
@@ -170,9 +181,13 @@ def run_comparison(
         acc = results["original"].metrics["test_accuracy"]
         reached = acc >= target
         counts = ", ".join(f"{k} {v}" for k, v in faces.class_counts().items())
+        gap = protocol_gap(results)
         verdict = (
-            f"verdict: original protocol test accuracy {acc:.4f} {'>=' if reached else '<'} target {target:.3f}: "
-            f"{'REPRODUCED' if reached else 'BELOW TARGET'} (honest twin {results['honest'].metrics['test_accuracy']:.4f}); "
+            f"verdict: original protocol test accuracy {with_interval(results['original'].metrics, 'test_accuracy')} "
+            f"{'>=' if reached else '<'} target {target:.3f}: "
+            f"{'REPRODUCED' if reached else 'BELOW TARGET'} (honest twin "
+            f"{with_interval(results['honest'].metrics, 'test_accuracy')}; original - honest "
+            f"{gap[0]:+.4f} [{gap[1]:+.4f}, {gap[2]:+.4f}], unpaired bootstrap: the test sets differ); "
             f"dataset {faces.path} (digest {faces.digest[:16]}, {len(faces):,} faces: {counts}), "
             f"{original.train.epochs} epochs, {hardware()}, {train_time / 60:.1f} min of training"
         )
@@ -182,6 +197,7 @@ def run_comparison(
             {f"{role}_{key}": results[role].metrics[key] for role in results for key, _ in HEADLINE}
             | {f"{role}_{k}": v for role in leaks for k, v in leaks[role].items()}
             | {"target": target, "reached": float(reached)}
+            | dict(zip(("gap_accuracy", "gap_accuracy_ci_low", "gap_accuracy_ci_high"), gap))
         )
         mlflow.set_tags(
             {

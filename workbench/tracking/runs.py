@@ -524,6 +524,27 @@ def find_resumable_run(experiment_id: str, key: str, tag: str = "resume_key") ->
     return None
 
 
+def find_unfinished_run(experiment_id: str, key: str, tag: str) -> str | None:
+    """The newest unfinished run tagged `tag` = key: an orchestrator's parent to reopen."""
+    found = mlflow.MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.{tag} = '{key}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=20,
+    )
+    return next((r.info.run_id for r in found if r.info.status in UNFINISHED), None)
+
+
+def finished_children(experiment_id: str, parent_run_id: str, index_tag: str) -> dict:
+    """{index tag value: run} of the FINISHED runs nested under `parent_run_id`."""
+    found = mlflow.MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'",
+        max_results=1000,
+    )
+    return {r.data.tags[index_tag]: r for r in found if index_tag in r.data.tags}
+
+
 @contextlib.contextmanager
 def owned(folder: Path | None):
     """Marks `folder` as being trained into by this process (so a second process won't resume it)."""
