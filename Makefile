@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 ARGS   ?=
 
-.PHONY: setup run sweep reproduce-65 test test-fast lint format ui dashboard bench bench-sweep bench-predict bench-shipped clean-cache
+.PHONY: setup run sweep reproduce-65 test test-fast lint format ui dashboard bench bench-sweep bench-predict bench-shipped bench-dups clean-cache
 
 setup: $(STAMP)
 
@@ -82,6 +82,10 @@ bench-predict: setup
 ## The shipped model on FER-2013 PrivateTest, ExpW (cross-dataset; with and without eye alignment), FER+
 bench-shipped: setup
 	$(BIN)/python benchmarks/shipped_model.py $(ARGS)
+
+## FER-2013's faces copied across its splits, and the shipped model's PrivateTest with and without them
+bench-dups: setup
+	$(BIN)/python benchmarks/duplicates.py $(if $(FER),--fer $(FER)) $(ARGS)
 
 clean-cache:
 	rm -rf $${XDG_CACHE_HOME:-$$HOME/.cache}/fer-workbench

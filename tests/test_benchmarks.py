@@ -35,6 +35,8 @@ def test_the_throughput_benchmark_runs_every_row_and_writes_its_table(tmp_path):
     assert result["ratio_default_over_original"] > 0
 
 
-@pytest.mark.parametrize("script", ["predict_speed.py", "shipped_model.py", "sweep_pruning.py"])
+@pytest.mark.parametrize(
+    "script", ["duplicates.py", "predict_speed.py", "shipped_model.py", "sweep_pruning.py"]
+)
 def test_the_other_benchmarks_import(script):
     run_script(script, "--help", timeout=120)

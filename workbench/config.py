@@ -54,6 +54,11 @@ class DataConfig(_Section):
         "(cv2.resize's default, as the original)",
     )
     max_skip_fraction: float = Field(0.01, ge=0.0, le=1.0)
+    dedupe: Literal["off", "drop-from-eval"] = Field(
+        "off",
+        description="validation/test faces that copy a training face (exact or near): kept (and "
+        "scored both ways) or dropped before scoring",
+    )
     cache_dir: str | None = Field(
         None, description="decoded-face cache (default: ~/.cache/fer-workbench)"
     )

@@ -6,6 +6,7 @@ A top-level run is resumable: it checkpoints every epoch, and the same config st
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import tempfile
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ import tensorflow as tf
 
 from workbench import NUM_CLASSES
 from workbench.config import ExperimentConfig
-from workbench.core import recipe, stats
+from workbench.core import duplicates, recipe, stats
 from workbench.core.augment import Ranges
 from workbench.core.balance import class_weights
 from workbench.core.metrics import Evaluation, chance_levels, chance_verdict, evaluate
@@ -129,6 +130,9 @@ def run_experiment(
         cfg.data, cfg.data_seed
     )  # before the run: bad data never leaves a FAILED run
     prepared = prepare_faces(faces, cfg)
+    dups = audit_duplicates(prepared)
+    if cfg.data.dedupe == "drop-from-eval":
+        prepared = drop_duplicates(prepared, dups)
     experiment_id = runs.configure(cfg.experiment_name)
     key = resume_key(cfg, faces.digest)
     if resume_run_id is None and purpose.resumable and trained is None:
@@ -149,10 +153,11 @@ def run_experiment(
         checkpoints = runs.checkpoint_dir(run_id) if purpose.resumable and not trained else None
         with runs.owned(checkpoints):
             lineage = log_inputs(cfg, faces, prepared, fresh=resume_run_id is None)
+            log_duplicates(dups, prepared, cfg, fresh=resume_run_id is None)
             model, result = train_phase(
                 cfg, prepared, precision, callbacks, checkpoints, trained, run_id, resume_run_id
             )
-            metrics, ev, split = test_phase(cfg, model, prepared, result, run_id)
+            metrics, ev, split = test_phase(cfg, model, prepared, result, run_id, dups)
             header = report_header(cfg, faces, metrics, purpose.evaluate_on, run_id)
             log_evaluation(
                 ev,
@@ -197,6 +202,74 @@ def run_tags(
         **cfg.purpose.tags,
         **({"weights_from_run": trained.source_run_id} if trained else {}),
     }
+
+
+def audit_duplicates(prepared: Prepared) -> duplicates.Audit:
+    """Validation and test faces that copy a real (not SMOTE-made) training face."""
+    real = prepared.train.images[~prepared.synthetic["train"]]
+    return duplicates.audit(real, {"val": prepared.val.images, "test": prepared.test.images})
+
+
+def drop_duplicates(prepared: Prepared, dups: duplicates.Audit) -> Prepared:
+    keep = {name: ~dups.splits[name].duplicated for name in ("val", "test")}
+    return dataclasses.replace(
+        prepared,
+        val=prepared.val.subset(np.flatnonzero(keep["val"])),
+        test=prepared.test.subset(np.flatnonzero(keep["test"])),
+        synthetic=prepared.synthetic | {n: prepared.synthetic[n][keep[n]] for n in keep},
+        origins=None
+        if prepared.origins is None
+        else prepared.origins | {n: prepared.origins[n][keep[n]] for n in keep},
+    )
+
+
+def without_duplicates(ev: Evaluation, duplicated: np.ndarray) -> dict[str, float]:
+    """test_nodup_<score> and its interval: the scores on the test faces no training face copies."""
+    keep = ~duplicated
+    y_true, y_pred = ev.y_true[keep], ev.y_pred[keep]
+    point = dict(zip(stats.SCORED, map(float, stats.scores(y_true, y_pred))))
+    out = {f"test_nodup_{k}": v for k, v in point.items()}
+    return (
+        out
+        | stats.intervals(y_true, y_pred, prefix="test_nodup_")
+        | {"test_nodup_faces": float(keep.sum())}
+    )
+
+
+def log_duplicates(
+    dups: duplicates.Audit, prepared: Prepared, cfg: ExperimentConfig, fresh: bool
+) -> None:
+    """The audit's counts, and (full runs) a grid of the copied faces beside their training face."""
+    if not fresh:
+        return
+    mlflow.log_metrics(dups.metrics())
+    mlflow.set_tags(
+        {"dedupe": cfg.data.dedupe, "dup_hash": f"pHash 64-bit, Hamming <= {dups.threshold}"}
+    )
+    found = dups.metrics()
+    if found.get("dup_test_in_train_near") or found.get("dup_val_in_train_near"):
+        n = int(found.get("dup_test_in_train_near", 0))
+        print(
+            f"{n} test face{'s copy' if n != 1 else ' copies'} a training face (exact or near; "
+            "see figures/duplicates.html)"
+        )
+    if cfg.purpose.light or cfg.data.dedupe != "off" or not dups.found("test"):
+        return  # dropped faces are not in the test split any more
+    test = dups.splits["test"]
+    real = prepared.train.images[~prepared.synthetic["train"]]
+    index = np.flatnonzero(test.duplicated)[:8]
+    pairs = [(int(i), int(test.partner[i]), "exact" if test.exact[i] else "near") for i in index]
+    images = prepared.test.images if cfg.data.dedupe == "off" else None
+    if images is None:
+        return  # dropped from the test split: no faces left to show beside their copies
+    fig = figures.duplicate_pairs(
+        images, real, pairs, f"Test faces that copy a training face ({int(test.duplicated.sum())})"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        figures.write_figures(
+            {"duplicates": fig}, Path(tmp), png=False, plotly_js=runs.shared_plotly_js()
+        )
+        mlflow.log_artifacts(tmp, "figures")
 
 
 def log_inputs(cfg: ExperimentConfig, faces: Faces, prepared: Prepared, fresh: bool) -> dict:
@@ -248,7 +321,12 @@ def train_phase(
 
 
 def test_phase(
-    cfg: ExperimentConfig, model: keras.Model, prepared: Prepared, result: FitResult, run_id: str
+    cfg: ExperimentConfig,
+    model: keras.Model,
+    prepared: Prepared,
+    result: FitResult,
+    run_id: str,
+    dups: duplicates.Audit,
 ) -> tuple[dict[str, float], Evaluation, Faces]:
     """Scores on the split the run is for, logged once (a run resumed after logging them keeps them)."""
     split_name = cfg.purpose.evaluate_on
@@ -257,6 +335,8 @@ def test_phase(
     ev = evaluate(split.labels, probs, prefix=f"{split_name}_")
     if split_name == "test":
         ev.metrics |= stats.intervals(split.labels, ev.y_pred, prefix="test_")
+        if cfg.data.dedupe == "off" and dups.found("test"):
+            ev.metrics |= without_duplicates(ev, dups.splits["test"].duplicated)
     epochs_run = len(result.history.get("loss", []))
     metrics = ev.metrics | {"epochs_run": float(epochs_run), "best_epoch": float(result.best_epoch)}
     metrics |= {f"{split_name}_{k}": v for k, v in chance_levels(split.labels).items()}

@@ -102,6 +102,13 @@ def print_summary(cfg, result) -> None:
     )
     print(f"  test macro-F1      {with_interval(m, 'test_macro_f1')}")
     print(f"  balanced accuracy  {with_interval(m, 'test_balanced_accuracy')}")
+    if "test_nodup_accuracy" in m:
+        copies = len(result.prepared.test) - int(m["test_nodup_faces"])
+        print(
+            f"  without copies     accuracy {with_interval(m, 'test_nodup_accuracy')} on the "
+            f"{int(m['test_nodup_faces'])} test faces left when the {copies} that copy a training "
+            "face are set aside"
+        )
     print(
         f"  epochs run         {int(m['epochs_run'])} (best validation epoch {int(m['best_epoch']) + 1})"
     )

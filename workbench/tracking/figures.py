@@ -144,6 +144,31 @@ def confident_mistakes(images: np.ndarray, ev: Evaluation, n: int = 10) -> go.Fi
     return face_grid(images, ev, order, f"The {len(order)} most confident mistakes")
 
 
+def duplicate_pairs(
+    evaluated: np.ndarray, train: np.ndarray, pairs: list[tuple[int, int, str]], title: str
+) -> go.Figure:
+    """Faces of an evaluated split beside the training face each copies: (evaluated index, training
+    index, "exact" or "near") per pair, one pair a row."""
+    fig = make_subplots(
+        rows=max(1, len(pairs)),
+        cols=2,
+        subplot_titles=[t for _, _, kind in pairs for t in (f"evaluated ({kind})", "training")],
+        vertical_spacing=0.04,
+        horizontal_spacing=0.02,
+    )
+    for row, (i, j, _) in enumerate(pairs, start=1):
+        for col, face in ((1, evaluated[i]), (2, train[j])):
+            rgb = face if face.shape[-1] == 3 else np.repeat(face, 3, axis=-1)
+            fig.add_trace(go.Image(z=rgb), row=row, col=col)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_annotations(font_size=11)
+    fig.update_layout(
+        title=title, width=420, height=170 * max(1, len(pairs)) + 80, margin={"t": 80}
+    )
+    return fig
+
+
 RENDER_TIMEOUT_S = (
     60  # a first PNG takes ~2 s (Chromium starting); a render never waits longer than this
 )
