@@ -516,6 +516,13 @@ def test_sweep_resumes_nests_runs_and_tests_the_best_trials_weights(tmp_path, en
     assert best.train.learning_rate == pytest.approx(study.best_params["train.learning_rate"])
     assert best.data.max_faces == 280  # the --set values of the sweep are part of the best config
     assert "best trial on test: accuracy" in out
+    base = next(t for t in study.trials if t.number == 0)  # sweep.yaml's baseline trial
+    if base.state.name == "COMPLETE" and study.best_trial.number != 0:
+        # the best trial and the baseline on the same test faces: a paired test and its verdict
+        (base_run,) = runs(uri, "baseline", "s1")
+        assert base_run.data.tags["optuna.trial"] == "0"
+        assert "accuracy A - B" in out and "verdict" in out and "McNemar p = " in out
+        assert "sweep.best_vs_baseline" in latest.data.tags
     # The study's own page: best trial, counts, epochs saved, the best trial on test beside chance.
     page = Path(
         client.download_artifacts(latest.info.run_id, "study/report.html", str(tmp_path))

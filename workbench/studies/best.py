@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -19,8 +20,9 @@ from mlflow.exceptions import MlflowException
 from workbench.config import ExperimentConfig, user_experiments_dir
 from workbench.experiment import RunResult, Trained, run_experiment
 from workbench.files import write_text_atomic
+from workbench.studies.paired import compare_pair, describe
 from workbench.studies.search_space import SweepSpec, trial_config
-from workbench.studies.storage import states
+from workbench.studies.storage import baseline_trial, states
 
 # A complete trial's run: weights/weights.npz (the layers' weights, BatchNorm statistics included, not
 # the optimizer's: a third of the size) and weights/training.json (history, best epoch).
@@ -64,33 +66,58 @@ def trained_weights(trial: optuna.trial.FrozenTrial, metric: str, into: Path) ->
     )
 
 
+@dataclass
+class Final:
+    """A finished study's best trial on test, and (with a baseline trial) the paired comparison of
+    the two on the same test faces."""
+
+    result: RunResult
+    config_path: Path
+    against_baseline: str | None = None  # paired.describe's lines
+    verdict: str | None = None
+
+
+def test_trial(
+    study: optuna.Study,
+    trial: optuna.trial.FrozenTrial,
+    spec: SweepSpec,
+    base_tree: dict,
+    parent_run_id: str,
+    role: str,
+) -> tuple[RunResult, ExperimentConfig]:
+    """`trial` tested once on the test split with the weights it trained (its config trained again
+    when it kept none), as a run tagged sweep.role = `role`."""
+    # trial.params holds only what it drew (a conditional parameter may be absent)
+    cfg = trial_config(base_tree, {k: v for k, v in trial.params.items() if k in spec.params})
+    with tempfile.TemporaryDirectory() as tmp:
+        trained = trained_weights(trial, spec.objective.metric, Path(tmp))
+        how = "its weights tested" if trained else "retrained"
+        cfg.tracking.run_name = f"{role} of {study.study_name} (trial {trial.number}), {how}"
+        cfg.purpose.tags = {
+            "optuna.study": study.study_name,
+            "optuna.trial": str(trial.number),
+            "sweep.role": role,
+            "sweep.parent_run_id": parent_run_id,
+        }
+        return run_experiment(cfg, trained=trained), cfg
+
+
 def best_on_test(
     study: optuna.Study,
     spec: SweepSpec,
     base_tree: dict,
     parent_run_id: str,
     best_dir: Path | None,
-) -> tuple[RunResult, Path] | None:
+) -> Final | None:
     if not states(study, ("COMPLETE",)):
         return None
     best = study.best_trial
     if study.user_attrs.get("final_trial") == best.number:
         return None  # another worker (or an earlier session) already did it
     study.set_user_attr("final_trial", best.number)
-    # best.params holds only what its trial drew (a conditional parameter may be absent)
-    cfg = trial_config(base_tree, {k: v for k, v in best.params.items() if k in spec.params})
-    with tempfile.TemporaryDirectory() as tmp:
-        trained = trained_weights(best, spec.objective.metric, Path(tmp))
-        how = "its weights tested" if trained else "retrained"
-        cfg.tracking.run_name = f"best of {study.study_name} (trial {best.number}), {how}"
-        cfg.purpose.tags = {
-            "optuna.study": study.study_name,
-            "optuna.trial": str(best.number),
-            "sweep.role": "best",
-            "sweep.parent_run_id": parent_run_id,
-        }
-        result = run_experiment(cfg, trained=trained)
-    mlflow.MlflowClient().set_tag(parent_run_id, "sweep.best_run_id", result.run_id)
+    result, cfg = test_trial(study, best, spec, base_tree, parent_run_id, "best")
+    client = mlflow.MlflowClient()
+    client.set_tag(parent_run_id, "sweep.best_run_id", result.run_id)
     path = write_best_config(
         cfg,
         best_dir,
@@ -101,7 +128,19 @@ def best_on_test(
         result.run_id,
     )
     study.set_user_attr("final_run_id", result.run_id)
-    return result, path
+    final = Final(result, path)
+    base = baseline_trial(study)
+    if base is not None and base.number != best.number:
+        base_result, _ = test_trial(study, base, spec, base_tree, parent_run_id, "baseline")
+        compared = compare_pair(result.run_id, base_result.run_id)
+        final.verdict = f"best trial vs baseline on test: {compared.verdict}"
+        final.against_baseline = describe(
+            compared, f"best (trial {best.number})", f"baseline (trial {base.number})"
+        )
+        client.set_tag(parent_run_id, "sweep.best_vs_baseline", compared.verdict)
+        client.log_metric(parent_run_id, "best_minus_baseline_test_accuracy", compared.accuracy[0])
+        client.log_metric(parent_run_id, "best_vs_baseline_mcnemar_p", compared.p_value)
+    return final
 
 
 def write_best_config(

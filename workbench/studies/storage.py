@@ -154,3 +154,9 @@ def best_value(study: optuna.Study) -> float | None:
         return study.best_value
     except ValueError:
         return None
+
+
+def baseline_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The complete trial that ran the base experiment as it is (sweep.yaml `baseline_trial`)."""
+    found = [t for t in states(study, ("COMPLETE",)) if t.user_attrs.get("baseline")]
+    return found[0] if found else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import optuna
@@ -14,10 +15,13 @@ import plotly.graph_objects as go
 from optuna import visualization as vis
 
 from workbench.core.metrics import chance_verdict
-from workbench.experiment import RunResult
+from workbench.core.stats import with_interval
 from workbench.studies.objective import describe
-from workbench.studies.storage import FINISHED, best_value, states
+from workbench.studies.storage import FINISHED, baseline_trial, best_value, states
 from workbench.tracking.figures import header_table, write_figures, write_report
+
+if TYPE_CHECKING:
+    from workbench.studies.best import Final
 
 
 def varied_params(study: optuna.Study) -> list[str]:
@@ -68,12 +72,6 @@ def epochs_saved(study: optuna.Study, full_epochs: int) -> tuple[int, int]:
     return trained, full_epochs * len(finished)
 
 
-def baseline_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The complete trial that ran the base experiment as it is (sweep.yaml `baseline_trial`)."""
-    found = [t for t in states(study, ("COMPLETE",)) if t.user_attrs.get("baseline")]
-    return found[0] if found else None
-
-
 def margin_text(study: optuna.Study, metric: str) -> str | None:
     """`best 0.4712 vs baseline 0.4391: +0.0321`, or None without a finished baseline trial."""
     base = baseline_trial(study)
@@ -121,7 +119,7 @@ def log_report(
     metric: str,
     full_epochs: int,
     parent_run_id: str,
-    final: RunResult | None,
+    final: Final | None,
 ) -> None:
     """study/report.html on the parent run."""
     finished = states(study, FINISHED)
@@ -149,15 +147,18 @@ def log_report(
         if margin := margin_text(study, metric):
             rows.append(("against the baseline", margin))
     if final:
-        m = final.metrics
+        m = final.result.metrics
         verdict = chance_verdict(m)
         rows.append(
             (
                 "best trial on test",
-                f"accuracy {m['test_accuracy']:.4f}, macro-F1 {m['test_macro_f1']:.4f} "
-                f"(chance {verdict.chance:.3f}; run {final.run_id})",
+                f"accuracy {with_interval(m, 'test_accuracy')}, macro-F1 "
+                f"{with_interval(m, 'test_macro_f1')} (chance {verdict.chance:.3f}; run "
+                f"{final.result.run_id})",
             )
         )
+        if final.verdict:
+            rows.append(("best vs baseline on test", final.verdict.split(": ", 1)[1]))
         if not verdict.beats:
             warnings.append(f"The best trial does not beat chance on test ({verdict.chance:.3f}).")
     figs, _ = study_figures(study)
@@ -177,7 +178,7 @@ def print_summary(
     metric: str,
     maximize: bool,
     epochs_this_worker: int,
-    final: tuple[RunResult, Path] | None,
+    final: Final | None,
 ) -> None:
     finished = states(study, FINISHED)
     print()
@@ -192,9 +193,11 @@ def print_summary(
     if margin := margin_text(study, metric):
         print(f"  {margin}")
     if final:
-        result, path = final
-        m = result.metrics
+        m = final.result.metrics
         print(
-            f"best trial on test: accuracy {m['test_accuracy']:.4f}, macro-F1 "
-            f"{m['test_macro_f1']:.4f} (run {result.run_id}); written {path}"
+            f"best trial on test: accuracy {with_interval(m, 'test_accuracy')}, macro-F1 "
+            f"{with_interval(m, 'test_macro_f1')} (run {final.result.run_id}); written "
+            f"{final.config_path}"
         )
+        if final.against_baseline:
+            print(final.against_baseline)

@@ -245,7 +245,7 @@ class Sweep:
                 metric,
                 self.base.train.epochs,
                 parent.info.run_id,
-                final[0] if final else None,
+                final,
             )
         study_report.print_summary(
             self.study,
