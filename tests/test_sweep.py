@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -558,6 +559,25 @@ def test_sweep_resumes_nests_runs_and_tests_the_best_trials_weights(tmp_path, en
         proc.returncode == 2
         and "created with a different search space or base config" in proc.stderr
     )
+
+
+@pytest.mark.slow
+def test_a_trial_averages_its_score_over_seeds(tmp_path, env):
+    storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
+    space = write_space(tmp_path / "space.yaml")
+    spec = yaml.safe_load(space.read_text())
+    spec["fixed"] = (spec.get("fixed") or {}) | {"seeds": 2}
+    space.write_text(yaml.safe_dump(spec))
+    args = ["--space", str(space), "--study", "sd", "--storage", storage, "--trials", "1"]
+    run_sweep(tmp_path, env, *args, "--no-final")
+    (trial,) = optuna.load_study(study_name="sd", storage=storage).trials
+    uri = env["MLFLOW_TRACKING_URI"]
+    seed_runs = runs(uri, "trial", "sd")
+    assert sorted(r.data.params["seed"] for r in seed_runs) == ["42", "43"]
+    assert {r.data.params["split.seed"] for r in seed_runs} == {"42"}
+    values = [r.data.metrics["val_macro_f1"] for r in seed_runs]
+    assert trial.value == pytest.approx(np.mean(values))
+    assert sorted(trial.user_attrs["seed_values"]) == pytest.approx(sorted(values))
 
 
 # --- several workers on PostgreSQL --------------------------------------------------------------------

@@ -353,7 +353,9 @@ def test_phase(
     # Test scores at step 0, one value each (the UI shows them as numbers and bars); a trial's
     # validation scores at the last epoch's step, continuing their per-epoch curves.
     step = 0 if split_name == "test" else max(epochs_run - 1, 0)
-    logged = runs.logged_metrics(run_id)
+    # A resumed run that logged its test scores before the stop keeps them (logged once); a trial's
+    # validation scores continue the per-epoch curves of the same names, so they are always logged.
+    logged = runs.logged_metrics(run_id) if split_name == "test" else {}
     mlflow.log_metrics({k: v for k, v in metrics.items() if k not in logged}, step=step)
     mlflow.set_tags(chance_verdict(metrics, split_name).tags())
     return metrics, ev, split

@@ -61,7 +61,7 @@ def trained_weights(trial: optuna.trial.FrozenTrial, metric: str, into: Path) ->
         weights,
         training["history"],
         training["best_epoch"],
-        (metric, float(trial.value)),
+        (metric, float(trial.user_attrs.get("kept_weights_value", trial.value))),
         run_id,
     )
 

@@ -10,7 +10,7 @@ import mlflow
 import optuna
 
 from workbench.config import ExperimentConfig
-from workbench.experiment import run_experiment
+from workbench.experiment import RunResult, run_experiment
 from workbench.studies.best import keep_weights
 from workbench.studies.pruning import OptunaReporter
 from workbench.studies.search_space import SweepSpec, suggest, trial_config
@@ -78,15 +78,10 @@ class Objective:
             self.parent_run_id,
             baseline=bool(trial.user_attrs.get("baseline")),
         )
-        keras.backend.clear_session()  # one process trains many models: free the previous graphs
+        if cfg.seeds > 1:
+            cfg.split.seed = cfg.data_seed  # one split for every seed, written in each run's config
         reporter = OptunaReporter(trial, self.spec.objective.metric)
-        try:
-            result = run_experiment(cfg, callbacks=[reporter])
-        except BaseException:
-            # Optuna fails the trial (an error, Ctrl-C, SIGTERM): its run says so, not RUNNING.
-            if run_id := trial.user_attrs.get("mlflow_run_id"):
-                self.client.set_tag(run_id, "trial_state", "FAIL")
-            raise
+        result = self._train(trial, cfg, [reporter])
         self.epochs_trained += int(result.metrics["epochs_run"])
         state = "PRUNED" if reporter.pruned else "COMPLETE"
         if not reporter.pruned:  # the study's best is tested with these weights, not trained again
@@ -94,4 +89,35 @@ class Objective:
         self.client.set_tag(result.run_id, "trial_state", state)
         if reporter.pruned:
             raise optuna.TrialPruned(f"pruned after epoch {reporter.last_step}")
-        return float(result.metrics[self.spec.objective.metric])
+        value = float(result.metrics[self.spec.objective.metric])
+        if cfg.seeds == 1:
+            return value
+        # The weights kept are the first seed's: the check before testing them is against its value.
+        trial.set_user_attr("kept_weights_value", value)
+        return self._mean_over_seeds(trial, cfg, value)
+
+    def _mean_over_seeds(self, trial: optuna.Trial, cfg: ExperimentConfig, first: float) -> float:
+        """The trial's score averaged over cfg.seeds training seeds (the faces and split fixed); only
+        the first seed reports to the pruner, so a pruned trial costs one training."""
+        values = [first]
+        for i in range(1, cfg.seeds):
+            other = cfg.model_copy(deep=True)
+            other.seed, other.split.seed = cfg.seed + i, cfg.data_seed
+            other.tracking.run_name = f"{cfg.tracking.run_name} · seed {other.seed}"
+            other.purpose.tags = cfg.purpose.tags | {"seeds.index": str(i)}
+            result = self._train(trial, other, [])
+            self.epochs_trained += int(result.metrics["epochs_run"])
+            self.client.set_tag(result.run_id, "trial_state", "COMPLETE")
+            values.append(float(result.metrics[self.spec.objective.metric]))
+        trial.set_user_attr("seed_values", values)
+        return sum(values) / len(values)
+
+    def _train(self, trial: optuna.Trial, cfg: ExperimentConfig, callbacks) -> RunResult:
+        keras.backend.clear_session()  # one process trains many models: free the previous graphs
+        try:
+            return run_experiment(cfg, callbacks=callbacks)
+        except BaseException:
+            # Optuna fails the trial (an error, Ctrl-C, SIGTERM): its run says so, not RUNNING.
+            if run_id := trial.user_attrs.get("mlflow_run_id"):
+                self.client.set_tag(run_id, "trial_state", "FAIL")
+            raise
