@@ -6,7 +6,9 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 ARGS   ?=
 
-.PHONY: setup run sweep reproduce-65 test test-fast lint format ui dashboard bench bench-sweep bench-predict bench-shipped bench-dups clean-cache
+FER_DEFAULT := ../shared/data/fer2013/fer2013.csv.gz
+
+.PHONY: setup run fer2013 help sweep reproduce-65 test test-fast lint format ui dashboard bench bench-sweep bench-predict bench-shipped bench-dups clean-cache
 
 setup: $(STAMP)
 
@@ -20,6 +22,10 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/python -m workbench.run baseline $(ARGS)
 
+## The fer2013 experiment (mini-Xception, full FER-2013; FER=/path/fer2013.csv for yours; resumable)
+fer2013: setup
+	$(BIN)/python -m workbench.run fer2013 --set data.path=$(or $(FER),$(FER_DEFAULT)) $(ARGS)
+
 ## An Optuna sweep of the baseline on the bundled sample (resumable; see experiments/sweep.yaml)
 TRIALS ?= 40
 sweep: setup
@@ -30,8 +36,6 @@ sweep: setup
 ## EPOCHS=1 for a quick pass. CROPS: face crops cut by label.lst's boxes, used instead of the photos
 ## (this project's ExpW subset: make reproduce-65 EXPW=../shared/data/expw CROPS=../shared/data/expw/faces96)
 DATA ?= expw
-# Where FER-2013 lies on this project's machines (beside the clone); FER=... for yours.
-FER_DEFAULT := ../shared/data/fer2013/fer2013.csv.gz
 reproduce-65: setup
 	$(BIN)/python -m workbench.reproduce --data $(DATA) $(if $(EXPW),--path $(EXPW)) \
 		$(if $(filter fer2013,$(DATA)),--path $(or $(FER),$(FER_DEFAULT))) \

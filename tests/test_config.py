@@ -204,3 +204,14 @@ def test_a_full_disk_deep_in_a_library_is_one_line(error, capsys):
         raise error
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and line.startswith("error: no space left on device")
+
+
+def test_a_missing_fer2013_says_where_to_get_it_and_which_set(tmp_path, monkeypatch):
+    from workbench.data import load_faces
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("fer2013")
+    with pytest.raises(WorkbenchError) as err:
+        load_faces(cfg.data, cfg.seed)
+    assert str(err.value).startswith("data.path: fer2013.csv.gz does not exist (FER-2013 is ")
+    assert "Kaggle" in str(err.value) and "--set data.path=" in str(err.value)

@@ -47,6 +47,20 @@ def detect_format(path: Path) -> str:
     )
 
 
+# Where each format's public dataset comes from, for the error that it is missing.
+SOURCES = {
+    "fer2013": "FER-2013 is fer2013.csv of Kaggle's 'Challenges in Representation Learning: Facial "
+    "Expression Recognition Challenge'",
+    "expw": "ExpW is at http://mmlab.ie.cuhk.edu.hk/projects/socialrelation/index.html",
+}
+
+
+def where_to_get(cfg: DataConfig, path: Path) -> str:
+    fmt = cfg.format if cfg.format != "auto" else ("fer2013" if ".csv" in path.name else "")
+    hint = f"{SOURCES[fmt]}; " if fmt in SOURCES else ""
+    return f"{hint}point --set data.path=... at it"
+
+
 def _make_source(cfg: DataConfig, path: Path, select):
     fmt = cfg.format if cfg.format != "auto" else detect_format(path)
     if fmt == "fer2013":
@@ -64,9 +78,7 @@ def load_faces(cfg: DataConfig, seed: int) -> Faces:
     """Decode (or fetch from the cache) the faces described by cfg; fail if too many were skipped."""
     path = Path(cfg.path).expanduser() if cfg.path else DEFAULT_DATASET
     if not path.exists():
-        raise WorkbenchError(
-            f"data.path: {path} does not exist (point --set data.path=... at a dataset)"
-        )
+        raise WorkbenchError(f"data.path: {path} does not exist ({where_to_get(cfg, path)})")
 
     def select(n: int) -> np.ndarray:
         # Seeded sample of max_faces rows, taken before decoding so unused faces cost nothing.
