@@ -10,6 +10,13 @@ FER_DEFAULT := ../shared/data/fer2013/fer2013.csv.gz
 
 .PHONY: setup run fer2013 help sweep reproduce-65 test test-fast lint format ui dashboard bench bench-sweep bench-predict bench-shipped bench-dups clean-cache
 
+## This list: every target with the first line of the comment above it
+help:
+	@awk '/^## / { if (!doc) doc = substr($$0, 4); next } \
+	     /^[a-z0-9-]+:/ { if (doc) printf "  %-14s %s\n", substr($$1, 1, length($$1) - 1), doc; doc = ""; next } \
+	     /^$$/ { doc = "" }' $(MAKEFILE_LIST)
+
+## Create .venv and install the pinned packages (every target does this first)
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -91,5 +98,6 @@ bench-shipped: setup
 bench-dups: setup
 	$(BIN)/python benchmarks/duplicates.py $(if $(FER),--fer $(FER)) $(ARGS)
 
+## Delete the decoded-face cache (~/.cache/fer-workbench)
 clean-cache:
 	rm -rf $${XDG_CACHE_HOME:-$$HOME/.cache}/fer-workbench

@@ -35,7 +35,7 @@ def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A real PostgreSQL server on 127.0.0.1 for the whole session (see tests/servers.py)."""
+    """A real PostgreSQL server on 127.0.0.1 for the whole test run (see tests/servers.py)."""
     from servers import start_postgres
 
     yield from start_postgres()

@@ -113,7 +113,7 @@ def best_on_test(
         return None
     best = study.best_trial
     if study.user_attrs.get("final_trial") == best.number:
-        return None  # another worker (or an earlier session) already did it
+        return None  # another worker (or an earlier run of the sweep) already did it
     study.set_user_attr("final_trial", best.number)
     result, cfg = test_trial(study, best, spec, base_tree, parent_run_id, "best")
     client = mlflow.MlflowClient()
