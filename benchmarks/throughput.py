@@ -31,7 +31,7 @@ from tqdm import tqdm  # noqa: E402
 from workbench import NUM_CLASSES  # noqa: E402
 from workbench.config import ExperimentConfig, load_config  # noqa: E402
 from workbench.core import recipe  # noqa: E402
-from workbench.core.augment import ORIGINAL, Ranges, training_dataset  # noqa: E402
+from workbench.core.augment import ORIGINAL, training_dataset  # noqa: E402
 from workbench.data import DEFAULT_DATASET, load_faces  # noqa: E402
 from workbench.experiment import build_compiled_model, seed_everything  # noqa: E402
 
@@ -123,7 +123,6 @@ def time_training(
     pipelines left alive beside a timed one keep their threads busy and slow it down (measured: 4x)."""
     bs = cfg.train.batch_size
     a = cfg.augment
-    ranges = Ranges(**a.model_dump(exclude={"strength"}))
     rates: dict[str, list[float]] = {}
     for row in tqdm(rows, desc="timing", unit="row"):
         images, labels = faces_by_shape[(row.size, row.channels)]
@@ -136,7 +135,7 @@ def time_training(
         if row.pipeline == "original":
             data = original_flow(images, labels, bs, cfg.seed)
         else:
-            data = training_dataset(images, labels, bs, a.strength, cfg.seed, ranges).repeat()
+            data = training_dataset(images, labels, bs, a, cfg.seed).repeat()
         clock = BatchClock()
         model.fit(
             data,

@@ -106,8 +106,9 @@ def test_mlflow_server_command_uses_real_options():
     assert "--serve-artifacts" in argv and "mlflow:5000" in argv[argv.index("--allowed-hosts") + 1]
 
 
-def test_readme_matches_the_compose_file():
-    readme = (REPO / "README.md").read_text()
+def test_the_docs_match_the_compose_file():
+    assert "docker compose up" in (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "multi-machine.md").read_text()
     assert "docker compose up" in readme and "--scale worker=" in readme
     env = env_example()
     for port_var in ("MLFLOW_PORT", "OPTUNA_DASHBOARD_PORT"):

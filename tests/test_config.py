@@ -1,6 +1,7 @@
 import pytest
 
-from workbench.config import ORIGINAL_PROTOCOL, load_config
+from workbench.config import load_config
+from workbench.core.settings import ORIGINAL_PROTOCOL
 from workbench.errors import WorkbenchError
 
 

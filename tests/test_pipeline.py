@@ -5,14 +5,10 @@ import numpy as np
 import pytest
 
 from workbench import NUM_CLASSES
-from workbench.config import (
-    ORIGINAL_PROTOCOL,
-    DataConfig,
-    ExperimentConfig,
-    load_config,
-)
+from workbench.config import DataConfig, ExperimentConfig, load_config
 from workbench.core.augment import training_dataset
 from workbench.core.models.registry import make_model
+from workbench.core.settings import ORIGINAL_PROTOCOL, AugmentConfig
 from workbench.core.split import honest_split, original_split
 from workbench.data import SAMPLE_EXPW, load_faces
 from workbench.experiment import prepare_faces
@@ -127,15 +123,16 @@ def test_augment_strength_zero_is_identity_and_one_changes_faces(fer):
     from workbench.core.augment import build_augmenter, training_dataset
 
     images, labels = fer.images[:64], fer.labels[:64]
-    assert build_augmenter(0.0, seed=0) is None
-    x, y = next(iter(training_dataset(images, labels, 64, strength=0.0, seed=1)))
+    none, full = AugmentConfig(strength=0.0), AugmentConfig(strength=1.0)
+    assert build_augmenter(none, seed=0) is None
+    x, y = next(iter(training_dataset(images, labels, 64, none, seed=1)))
     order = [
         np.flatnonzero((images == xi.numpy().astype(np.uint8)).all(axis=(1, 2, 3)))[0] for xi in x
     ]
     assert sorted(order) == list(range(64))  # a permutation of the very same faces
     assert np.array_equal(x.numpy(), images[order].astype(np.float32))
     assert np.array_equal(y.numpy().argmax(1), labels[order])
-    xa, ya = next(iter(training_dataset(images, labels, 64, strength=1.0, seed=1)))
+    xa, ya = next(iter(training_dataset(images, labels, 64, full, seed=1)))
     assert np.array_equal(ya.numpy().argmax(1), labels[order])  # same seeded shuffle
     diff = np.abs(xa.numpy() - images[order].astype(np.float32)).mean(axis=(1, 2, 3))
     assert (diff > 2.0).mean() > 0.9  # nearly every face is transformed
@@ -285,7 +282,8 @@ def test_the_schedule_moves_the_learning_rate_every_step_and_one_trace_trains():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(type(model), "train_step", counted)
         model.fit(
-            training_dataset(x, y, 32, 0.0, 0),  # 100 faces, batch 32: 3 full batches an epoch
+            # 100 faces, batch 32: 3 full batches an epoch
+            training_dataset(x, y, 32, AugmentConfig(strength=0.0), 0),
             epochs=2,
             verbose=0,
             callbacks=[*recipe.schedule_callbacks(lr), Record()],

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from workbench.config import HONEST_PROTOCOL, ORIGINAL_PROTOCOL, DataConfig, load_config
+from workbench.config import DataConfig, load_config
 from workbench.core.protocol import Prepared
+from workbench.core.settings import HONEST_PROTOCOL, ORIGINAL_PROTOCOL
 from workbench.data import SAMPLE_EXPW, load_faces
 from workbench.data.faces import Faces
 from workbench.experiment import prepare_faces
@@ -303,16 +304,16 @@ def test_a_killed_reproduce_resumes_its_parent_and_arms_in_place(tmp_path):
     assert not list(store.glob("checkpoints/*/state.json"))  # finished: nothing left to resume
 
 
-def test_the_recorded_fer2013_pair_is_the_shipped_budget_and_the_readme_quotes_it():
+def test_the_recorded_fer2013_pair_is_the_shipped_budget_and_the_benchmarks_quote_it():
     # benchmarks/results/reproduce_65_fer2013.json is the one full-budget run (89 min); if
     # reproduce-65.yaml's budget changes, this fails until the pair is run again and recorded.
     record = json.loads((REPO / "benchmarks/results/reproduce_65_fer2013.json").read_text())
     cfg = load_config("reproduce-65")
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "benchmarks.md").read_text()
     for role in ("original", "honest"):
         arm = record["arms"][role]
         assert len(arm["curves"]["val_accuracy"]) == cfg.train.epochs
-        assert f"**{arm['metrics']['test_accuracy']:.4f}**" in readme
+        assert f"| {arm['metrics']['test_accuracy']:.4f} |" in readme
         assert f"{arm['metrics']['test_balanced_accuracy']:.4f}" in readme
     lift = record["original_rescored_after"]["scores"]["leak_test_accuracy_lift"]
     assert f"+{lift * 100:.1f} point" in readme

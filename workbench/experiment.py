@@ -21,13 +21,12 @@ import tensorflow as tf
 from workbench import NUM_CLASSES
 from workbench.config import ExperimentConfig
 from workbench.core import duplicates, recipe, stats
-from workbench.core.augment import Ranges
 from workbench.core.balance import class_weights
 from workbench.core.metrics import Evaluation, chance_levels, chance_verdict, evaluate
 from workbench.core.models import options_for
 from workbench.core.models.registry import flops_per_image, make_model
 from workbench.core.protocol import Prepared, prepare
-from workbench.core.train import FitResult, fit
+from workbench.core.train import FitHooks, FitResult, fit
 from workbench.data import load_faces
 from workbench.data.faces import Faces
 from workbench.errors import WorkbenchError
@@ -426,25 +425,16 @@ def train(
     log_epoch,
     verbose: bool,
 ) -> FitResult:
-    a, t = cfg.augment, cfg.train
+    weights = class_weights(prepared.train.labels) if cfg.balance.class_weight else None
     return fit(
         model,
         (prepared.train.images, prepared.train.labels),
         (prepared.val.images, prepared.val.labels),
-        epochs=t.epochs,
-        batch_size=t.batch_size,
-        seed=cfg.seed,
-        augment_strength=a.strength,
-        ranges=Ranges(**a.model_dump(exclude={"strength"})),
-        class_weight=class_weights(prepared.train.labels) if cfg.balance.class_weight else None,
-        monitor=t.monitor,
-        restore_best=t.restore_best,
-        early_stopping_patience=t.early_stopping_patience,
-        plateau=t.schedule == "plateau",
-        checkpoint_dir=checkpoints,
-        log_epoch=log_epoch,
-        callbacks=callbacks,
-        verbose=verbose,
+        cfg.train,
+        cfg.augment,
+        cfg.seed,
+        weights,
+        FitHooks(checkpoints, log_epoch, callbacks, verbose),
     )
 
 

@@ -8,33 +8,23 @@ flip). 0 is the identity. A layer whose range is 0 is left out.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from workbench import NUM_CLASSES
+from workbench.core.settings import AugmentConfig
+
+# ImageDataGenerator reads shear_range as an angle in degrees, so the original's 0.2 is a 0.2 degree
+# shear; Keras' RandomShear takes a fraction of the image, so the same shear is tan(0.2 deg).
+ORIGINAL = AugmentConfig()  # the original project's ImageDataGenerator ranges, at strength 1
 
 
-@dataclass(frozen=True)
-class Ranges:
-    rotation_deg: float = 20.0
-    shift: float = 0.2
-    # ImageDataGenerator reads shear_range as an angle in degrees, so the original's 0.2 is a 0.2 degree
-    # shear; Keras' RandomShear takes a fraction of the image, so the same shear is tan(0.2 deg).
-    shear_deg: float = 0.2
-    zoom: float = 0.2
-    flip: bool = True
-
-
-ORIGINAL = Ranges()
-
-
-def build_augmenter(
-    strength: float, seed: int, ranges: Ranges = ORIGINAL
-) -> keras.Sequential | None:
-    """None at strength 0 or with every range 0 (no layer at all: the pipeline is exactly the identity)."""
+def build_augmenter(ranges: AugmentConfig, seed: int) -> keras.Sequential | None:
+    """The ranges at their strength; None at strength 0 or with every range 0 (no layer at all: the
+    pipeline is exactly the identity)."""
+    strength = ranges.strength
     if strength <= 0:
         return None
     fill = "nearest"  # ImageDataGenerator's default fill mode
@@ -67,17 +57,12 @@ def build_augmenter(
 
 
 def training_dataset(
-    images: np.ndarray,
-    labels: np.ndarray,
-    batch_size: int,
-    strength: float,
-    seed: int,
-    ranges: Ranges = ORIGINAL,
+    images: np.ndarray, labels: np.ndarray, batch_size: int, augment: AugmentConfig, seed: int
 ) -> tf.data.Dataset:
     """Shuffled, augmented full batches of (float32 images 0..255, one-hot labels), prefetched."""
     images_t = tf.constant(images)
     labels_t = tf.one_hot(labels, NUM_CLASSES)
-    augmenter = build_augmenter(strength, seed, ranges)
+    augmenter = build_augmenter(augment, seed)
     n = len(images)
     # Shuffle indices, not images: the shuffle buffer then costs 8 bytes a face. Full batches only: a
     # last, smaller batch makes Keras trace the training step a second time (~10-25 s on 2 cores); the
@@ -96,10 +81,3 @@ def training_dataset(
             lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
         )
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def eval_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    ds = tf.data.Dataset.from_tensor_slices((images, tf.one_hot(labels, NUM_CLASSES))).batch(
-        batch_size
-    )
-    return ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.config import ORIGINAL_PROTOCOL, BalanceConfig, SplitConfig
 from workbench.core import balance
+from workbench.core.settings import ORIGINAL_PROTOCOL, BalanceConfig, SplitConfig
 from workbench.core.split import honest_split, original_split, split_method
 from workbench.data.faces import SPLITS, Faces
 

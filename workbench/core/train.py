@@ -14,9 +14,10 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from workbench import NUM_CLASSES
-from workbench.core.augment import ORIGINAL, Ranges, training_dataset
+from workbench.core.augment import training_dataset
 from workbench.core.checkpoint import BestAndCheckpoint, load_state, restore
 from workbench.core.metrics import LABELS
+from workbench.core.settings import AugmentConfig, TrainConfig
 
 EpochLogger = Callable[[int, dict[str, float]], None]
 
@@ -83,41 +84,48 @@ class FitResult:
     resumed_from: int  # epochs already done when this call started (0 = a fresh start)
 
 
+def progress(verbose: bool) -> int:
+    """Keras' verbosity: a bar on a terminal, a line per epoch in logs, nothing when quiet."""
+    return 0 if not verbose else 1 if sys.stdout.isatty() else 2
+
+
+@dataclass
+class FitHooks:
+    """What a caller adds to a fit: where to checkpoint, who logs each epoch, more callbacks."""
+
+    checkpoint_dir: Path | None = None
+    log_epoch: EpochLogger | None = None
+    callbacks: Sequence[keras.callbacks.Callback] = ()
+    verbose: bool = True
+
+
 def fit(
     model: keras.Model,
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
-    *,
-    epochs: int,
-    batch_size: int,
+    recipe: TrainConfig,
+    augment: AugmentConfig,
     seed: int,
-    augment_strength: float,
-    ranges: Ranges = ORIGINAL,
     class_weight: dict[int, float] | None = None,
-    monitor: str = "val_accuracy",
-    restore_best: bool = True,
-    early_stopping_patience: int | None = None,
-    plateau: bool = False,
-    checkpoint_dir: Path | None = None,
-    log_epoch: EpochLogger | None = None,
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-    verbose: bool = True,
+    hooks: FitHooks | None = None,
 ) -> FitResult:
-    """Train `model` (compiled) for `epochs`, continuing from `checkpoint_dir` if it holds a state.
-    `log_epoch(epoch, metrics)` is called once per finished epoch, also for restored ones it may
-    have missed (it must ignore an epoch it already has)."""
+    """Train `model` (compiled) for `recipe.epochs`, continuing from `hooks.checkpoint_dir` if it
+    holds a state. `hooks.log_epoch(epoch, metrics)` is called once per finished epoch, also for
+    restored ones it may have missed (it must ignore an epoch it already has)."""
+    hooks = hooks or FitHooks()
+    checkpoint_dir, log_epoch = hooks.checkpoint_dir, hooks.log_epoch
     state = load_state(checkpoint_dir)
     initial_epoch = 0
     if state is not None:
         restore(model, checkpoint_dir, state)
         initial_epoch = state.epochs_done
-        if (
-            log_epoch is not None
-        ):  # epochs finished before the stop whose metrics may not have been logged
+        # epochs finished before the stop whose metrics may not have been logged
+        if log_epoch is not None:
             for epoch in range(initial_epoch):
                 log_epoch(epoch, {k: v[epoch] for k, v in state.history.items() if len(v) > epoch})
+    monitor = recipe.monitor
     best = BestAndCheckpoint(monitor, checkpoint_dir, state)
-    eval_batch = max(256, batch_size)
+    eval_batch = max(256, recipe.batch_size)
     # Order matters: scores first (everything after reads them), then the checkpoint, then the logger,
     # so an epoch is logged only once it is saved; the caller's callbacks (a pruner) see a logged epoch.
     all_callbacks = [
@@ -128,33 +136,29 @@ def fit(
     ]
     if log_epoch is not None:
         all_callbacks.append(EpochLog(log_epoch))
-    all_callbacks += list(callbacks)
-    if early_stopping_patience:
+    all_callbacks += list(hooks.callbacks)
+    if recipe.early_stopping_patience:
         all_callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=early_stopping_patience, mode=best.mode
+                monitor=monitor, patience=recipe.early_stopping_patience, mode=best.mode
             )
         )
-    if plateau:
+    if recipe.schedule == "plateau":
         all_callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
                 monitor=monitor, mode=best.mode, factor=0.5, patience=3, min_lr=1e-6
             )
         )
-    if initial_epoch < epochs:
+    if initial_epoch < recipe.epochs:
         model.fit(
-            training_dataset(train[0], train[1], batch_size, augment_strength, seed, ranges),
-            epochs=epochs,
+            training_dataset(train[0], train[1], recipe.batch_size, augment, seed),
+            epochs=recipe.epochs,
             initial_epoch=initial_epoch,
             callbacks=all_callbacks,
             class_weight=class_weight,
-            verbose=0
-            if not verbose
-            else 1
-            if sys.stdout.isatty()
-            else 2,  # a bar on a terminal, a line per epoch in logs
+            verbose=progress(hooks.verbose),
         )
     else:
         best.set_model(model)  # every epoch was done before a stop: fit never hands it the model
-    best_epoch = best.restore_best() if restore_best else best.state.best_epoch
+    best_epoch = best.restore_best() if recipe.restore_best else best.state.best_epoch
     return FitResult(best.state.history, best_epoch, initial_epoch)

@@ -33,9 +33,10 @@ def load_model(path: Path = MODEL_FILE):
 def sample_check(model, tta_flip: bool, path: str | None = None) -> dict[str, float]:
     """Accuracy and macro-F1 on the PrivateTest faces (the test split) of a FER-2013 CSV: the bundled
     sample's 350 by default, or the whole file's 3,589 with `path`."""
-    from workbench.config import BalanceConfig, DataConfig, SplitConfig
+    from workbench.config import DataConfig
     from workbench.core.metrics import chance_levels, evaluate
     from workbench.core.protocol import prepare
+    from workbench.core.settings import BalanceConfig, SplitConfig
     from workbench.data import load_faces
     from workbench.experiment import predict
 

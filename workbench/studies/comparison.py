@@ -15,9 +15,10 @@ import mlflow
 import plotly.graph_objects as go
 
 from workbench import CLASS_NAMES
-from workbench.config import HONEST_PROTOCOL, ExperimentConfig
+from workbench.config import ExperimentConfig
 from workbench.core import stats
 from workbench.core.checkpoint import STATE
+from workbench.core.settings import HONEST_PROTOCOL
 from workbench.core.stats import with_interval
 from workbench.data import load_faces
 from workbench.experiment import RunResult, finished_run_result, run_experiment

@@ -3,9 +3,8 @@ are in one module each, and `workbench.models.registry.make_model` picks one."""
 
 from __future__ import annotations
 
-NAMES = ("reference", "vgg", "mini_xception")
 # Each model's widths, one per block (reference), stage (vgg) or residual module (mini_xception).
-DEFAULT_FILTERS = {
+DEFAULT_FILTERS: dict[str, tuple[int, ...]] = {
     "reference": (32, 64, 128, 256, 512),
     "vgg": (32, 64, 128, 256),
     "mini_xception": (16, 32, 64, 128),
@@ -37,3 +36,7 @@ def options_for(name: str, options: dict) -> dict:
         for k, v in options.items()
         if k in OPTIONS[name] and not (k == "filters" and v is None)
     }
+
+
+# The models there are, by name: the one list the config validates against and the registry builds.
+MODELS = tuple(DEFAULT_FILTERS)

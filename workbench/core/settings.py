@@ -1,0 +1,122 @@
+"""The typed settings of the learning itself, one section per concern: split, balance, augment, model
+and train. `workbench.config` composes them (with data, tracking and purpose) into an experiment's
+config; core modules take these sections whole, and never import the config."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from workbench.core.models import MODELS
+
+# The only protocol that resamples before splitting: kept solely to reproduce the original project.
+ORIGINAL_PROTOCOL = "original-smote-before-split"
+HONEST_PROTOCOL = "split-then-resample"
+Protocol = Literal["split-then-resample", "original-smote-before-split"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(Section):
+    use_official: bool = Field(
+        True, description="use the dataset's own split (FER-2013 Usage, train/test folders)"
+    )
+    val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    seed: int | None = Field(
+        None,
+        ge=0,
+        lt=2**31,
+        description="draws the split and any max_faces sample; null = the experiment's seed",
+    )
+
+
+class BalanceConfig(Section):
+    smote: bool = False
+    smote_k: int = Field(5, ge=1)
+    class_weight: bool = False
+
+
+class AugmentConfig(Section):
+    """Each range is the one used at strength 1.0; `strength` scales them all (0 = no augmentation).
+    The defaults are the original project's ImageDataGenerator ranges."""
+
+    strength: float = Field(1.0, ge=0.0, le=1.0)
+    rotation_deg: float = Field(20.0, ge=0.0, le=180.0)
+    shift: float = Field(0.2, ge=0.0, lt=1.0, description="fraction of the width/height")
+    shear_deg: float = Field(
+        0.2, ge=0.0, lt=45.0, description="ImageDataGenerator's shear_range, in degrees"
+    )
+    zoom: float = Field(0.2, ge=0.0, lt=1.0)
+    flip: bool = True
+
+
+class ModelConfig(Section):
+    name: str = Field("reference", description="one of the registry's models (core/models)")
+    filters: list[int] | None = Field(
+        None, min_length=1, description="per block/stage; null = the model's own"
+    )
+    conv_dropout: float = Field(0.25, ge=0.0, lt=1.0)
+    dense_units: int = Field(1024, gt=0, description="reference only")
+    dense_batchnorm: bool = Field(
+        False,
+        description="reference only: Dense -> BatchNorm -> Dropout, as the "
+        "original's scoring model",
+    )
+    dense_dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    bn_momentum: float = Field(
+        0.99,
+        gt=0.0,
+        lt=1.0,
+        description="BatchNorm's moving-average momentum (Keras: "
+        "0.99); lower settles in fewer steps",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        if name not in MODELS:
+            raise ValueError(f"unknown model {name!r} (known: {', '.join(MODELS)})")
+        return name
+
+    @model_validator(mode="after")
+    def _positive_filters(self) -> ModelConfig:
+        if self.filters is not None and min(self.filters) < 1:
+            raise ValueError("model.filters: every block needs at least 1 filter")
+        return self
+
+
+class TrainConfig(Section):
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(
+        1e-3, gt=0.0, lt=1.0, description="the peak rate (after any warm-up)"
+    )
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = Field(
+        0.0, ge=0.0, lt=1.0, description="decoupled weight decay (all optimizers)"
+    )
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only (Nesterov)")
+    schedule: Literal["constant", "cosine", "plateau"] = "constant"
+    warmup_epochs: float = Field(
+        0.0, ge=0.0, description="cosine, constant: linear warm-up from 0 to the peak"
+    )
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
+        "float32",
+        description="auto = bf16 on CPUs with AVX512-BF16/AMX, fp16 on a GPU, else float32",
+    )
+    monitor: Literal["val_accuracy", "val_macro_f1", "val_loss"] = Field(
+        "val_accuracy", description="picks the best epoch (restore_best) and drives early stopping"
+    )
+    restore_best: bool = Field(True, description="test the weights of the best validation epoch")
+    tta_flip: bool = Field(
+        False, description="also predict the mirrored face and average (test-time)"
+    )
+    early_stopping_patience: int | None = Field(None, ge=1)
+    deterministic: bool = Field(
+        True, description="TF op determinism: same config, same numbers on CPU"
+    )
