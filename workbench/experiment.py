@@ -7,7 +7,6 @@ A top-level run is resumable: it checkpoints every epoch, and the same config st
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,7 +73,7 @@ def prepare_faces(faces: Faces, cfg: ExperimentConfig) -> Prepared:
 
 def resume_key(cfg: ExperimentConfig, data_digest: str) -> str:
     """Same config and same data: the same run, to be continued rather than started again."""
-    return hashlib.sha256(f"{cfg.to_yaml()}\0{data_digest}".encode()).hexdigest()[:32]
+    return runs.run_key(cfg.to_yaml(), data_digest)
 
 
 def build_compiled_model(
@@ -125,65 +124,79 @@ def run_experiment(
     logged as this run's epochs). A run stopped at any instant, its end included, resumes in place."""
     purpose = cfg.purpose
     seed_everything(cfg.seed, cfg.train.deterministic)
-    faces = load_faces(
-        cfg.data, cfg.data_seed
-    )  # before the run: bad data never leaves a FAILED run
-    prepared = prepare_faces(faces, cfg)
-    dups = audit_duplicates(prepared)
-    if cfg.data.dedupe == "drop-from-eval":
-        prepared = drop_duplicates(prepared, dups)
+    faces, prepared, dups = data_phase(cfg)  # before the run: bad data never leaves a FAILED run
     experiment_id = runs.configure(cfg.experiment_name)
     key = resume_key(cfg, faces.digest)
-    if resume_run_id is None and purpose.resumable and trained is None:
-        resume_run_id = runs.find_resumable_run(experiment_id, key)
-    elif resume_run_id is not None:
-        runs.check_resumable(resume_run_id)
+    resume_run_id = resume_target(cfg, experiment_id, key, resume_run_id, trained)
     precision = recipe.resolve_precision(cfg.train.precision)
     tags = run_tags(cfg, faces, key, precision, trained)
-    with runs.tracked_run(
-        cfg.tracking.run_name or cfg.name,
-        parent_run_id=purpose.parent_run_id,
-        tags=tags,
-        run_id=resume_run_id,
-    ) as run:
-        run_id = run.info.run_id
-        if resume_run_id is not None:
+    name = cfg.tracking.run_name or cfg.name
+    with runs.tracked_run(name, purpose.parent_run_id, tags, resume_run_id) as run:
+        run_id, fresh = run.info.run_id, resume_run_id is None
+        if not fresh:
             print(f"resuming MLflow run {run_id} from its last finished epoch")
         checkpoints = runs.checkpoint_dir(run_id) if purpose.resumable and not trained else None
         with runs.owned(checkpoints):
-            lineage = log_inputs(cfg, faces, prepared, fresh=resume_run_id is None)
-            log_duplicates(dups, prepared, cfg, fresh=resume_run_id is None)
+            lineage = log_inputs(cfg, faces, prepared, fresh)
+            log_duplicates(dups, prepared, cfg, fresh)
             model, result = train_phase(
                 cfg, prepared, precision, callbacks, checkpoints, trained, run_id, resume_run_id
             )
             metrics, ev, split = test_phase(cfg, model, prepared, result, run_id, dups)
             header = report_header(cfg, faces, metrics, purpose.evaluate_on, run_id)
             log_evaluation(
-                ev,
-                result.history,
-                split,
-                cfg.seed,
-                purpose.light,
-                purpose.evaluate_on,
-                header,
+                ev, result.history, split, cfg.seed, purpose.light, purpose.evaluate_on, header
             )
-            model_uri = None
-            if not purpose.light and cfg.tracking.log_model:
-                model_uri = runs.log_model_once(run_id, model, split.images[:1].astype(np.float32))
+            model_uri = model_phase(cfg, run_id, model, split)
         runs.drop_checkpoints(checkpoints)  # finished: nothing left to resume
     return RunResult(
-        run_id,
-        experiment_id,
-        metrics,
-        result.history,
-        ev,
-        lineage,
-        model_uri,
-        runs.tracking_uri(),
-        prepared,
-        result.resumed_from,
-        model,
+        run_id=run_id,
+        experiment_id=experiment_id,
+        metrics=metrics,
+        history=result.history,
+        evaluation=ev,
+        lineage=lineage,
+        model_uri=model_uri,
+        tracking_uri=runs.tracking_uri(),
+        prepared=prepared,
+        resumed_from=result.resumed_from,
+        model=model,
     )
+
+
+def data_phase(cfg: ExperimentConfig) -> tuple[Faces, Prepared, duplicates.Audit]:
+    """The faces, split and balanced, and the audit of evaluation faces that copy training ones
+    (dropped from evaluation when `data.dedupe` says so)."""
+    faces = load_faces(cfg.data, cfg.data_seed)
+    prepared = prepare_faces(faces, cfg)
+    dups = audit_duplicates(prepared)
+    if cfg.data.dedupe == "drop-from-eval":
+        prepared = drop_duplicates(prepared, dups)
+    return faces, prepared, dups
+
+
+def resume_target(
+    cfg: ExperimentConfig,
+    experiment_id: str,
+    key: str,
+    resume_run_id: str | None,
+    trained: Trained | None,
+) -> str | None:
+    """The run to continue: the one asked for (never a FINISHED one), else this config's unfinished
+    run when it is resumable, else None (a new run)."""
+    if resume_run_id is not None:
+        runs.check_resumable(resume_run_id)
+        return resume_run_id
+    if cfg.purpose.resumable and trained is None:
+        return runs.find_resumable_run(experiment_id, key)
+    return None
+
+
+def model_phase(cfg: ExperimentConfig, run_id: str, model: keras.Model, split: Faces) -> str | None:
+    """The model logged once with an input example (full runs that log it), its URI."""
+    if cfg.purpose.light or not cfg.tracking.log_model:
+        return None
+    return runs.log_model_once(run_id, model, split.images[:1].astype(np.float32))
 
 
 def run_tags(
@@ -393,8 +406,7 @@ def finished_run_result(run_id: str, cfg: ExperimentConfig) -> RunResult:
     on the same test split again (the split is seeded), checked against the logged accuracy. What a
     resumed comparison uses for an arm that finished before the interruption."""
     run = mlflow.MlflowClient().get_run(run_id)
-    faces = load_faces(cfg.data, cfg.data_seed)
-    prepared = prepare_faces(faces, cfg)
+    _, prepared, _ = data_phase(cfg)
     model_uri = f"runs:/{run_id}/model"
     model = mlflow.tensorflow.load_model(model_uri)
     logged = run.data.metrics["test_accuracy"]
@@ -404,15 +416,15 @@ def finished_run_result(run_id: str, cfg: ExperimentConfig) -> RunResult:
         for key in ("loss", "val_loss", "accuracy", "val_accuracy")
     }
     return RunResult(
-        run_id,
-        run.info.experiment_id,
-        dict(run.data.metrics),
-        history,
-        ev,
-        {},
-        model_uri,
-        runs.tracking_uri(),
-        prepared,
+        run_id=run_id,
+        experiment_id=run.info.experiment_id,
+        metrics=dict(run.data.metrics),
+        history=history,
+        evaluation=ev,
+        lineage={},
+        model_uri=model_uri,
+        tracking_uri=runs.tracking_uri(),
+        prepared=prepared,
     )
 
 

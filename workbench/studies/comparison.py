@@ -3,7 +3,6 @@ with both runs nested, a markdown + plotly comparison report, and the leakage me
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -21,10 +20,12 @@ from workbench.core.checkpoint import STATE
 from workbench.core.settings import HONEST_PROTOCOL
 from workbench.core.stats import with_interval
 from workbench.data import load_faces
+from workbench.data.faces import Faces
 from workbench.experiment import RunResult, finished_run_result, run_experiment
 from workbench.files import atomic_path, write_json_atomic, write_text_atomic
 from workbench.studies import leakage
 from workbench.tracking import figures, runs
+from workbench.tracking.runs import run_key
 
 COMPARISON_KEY = "comparison_key"  # the parent run's tag: same comparison started again -> resumed
 # The parent's checkpoint folder holds state.json (what find_resumable_run looks for): role -> run id of
@@ -110,114 +111,128 @@ def protocol_gap(results: dict[str, RunResult]) -> tuple[float, float, float]:
     return stats.unpaired_difference(*arms)
 
 
-def comparison_key(original: ExperimentConfig, data_digest: str, target: float) -> str:
-    return hashlib.sha256(f"{original.to_yaml()}\0{data_digest}\0{target}".encode()).hexdigest()[
-        :32
-    ]
-
-
 def run_comparison(
     original: ExperimentConfig, data_name: str, target: float, report_dir: Path
 ) -> Outcome:
     honest = original.model_copy(deep=True)
     honest.protocol = HONEST_PROTOCOL
-    faces = load_faces(original.data, original.data_seed)  # the same faces for both protocols
-    if original.data.max_faces and len(faces) < original.data.max_faces:
-        print(
-            f"note: only {len(faces):,} faces pass the filter (confidence > {original.data.min_confidence:g}); "
-            f"using all of them instead of {original.data.max_faces:,}"
-        )
+    faces = comparison_faces(original)
     dataset = Path(faces.path).name
     experiment_id = runs.configure(original.experiment_name)
     # Same comparison (config, data, target) started again: the unfinished parent is reopened, an arm
     # that finished is reloaded, an arm cut short resumes from its checkpoint (its config names the
     # same parent, so its own resume key matches).
-    key = comparison_key(original, faces.digest, target)
+    key = run_key(original.to_yaml(), faces.digest, str(target))
     resume_id = runs.find_resumable_run(experiment_id, key, tag=COMPARISON_KEY)
-    results: dict[str, RunResult] = {}
-    leaks: dict[str, dict[str, float]] = {}
     name = f"reproduce-65 · {data_name} · {original.train.epochs} epochs"
-    with runs.tracked_run(
-        name,
-        tags={
-            "reproduce.role": "comparison",
-            "dataset": dataset,
-            COMPARISON_KEY: key,
-            **runs.provenance_tags(),
-        },
-        run_id=resume_id,
-    ) as parent:
+    tags = {"reproduce.role": "comparison", "dataset": dataset, COMPARISON_KEY: key}
+    with runs.tracked_run(name, tags=tags | runs.provenance_tags(), run_id=resume_id) as parent:
         folder = runs.checkpoint_dir(parent.info.run_id)
         with runs.owned(folder):
-            if resume_id is None:
-                runs.log_config(original)
-                write_json_atomic(folder / STATE, {"arms": {}})
-            else:
-                print(f"resuming comparison run {resume_id}")
-            # arms: role -> run id of each finished arm
-            state = json.loads((folder / STATE).read_text())
-            for role, cfg in (("original", original), ("honest", honest)):
-                cfg.tracking.run_name = f"{ROLES[role]} · {dataset}"
-                cfg.purpose.role, cfg.purpose.parent_run_id = "arm", parent.info.run_id
-                cfg.purpose.tags = {"reproduce.role": role}
-                done = state["arms"].get(role)
-                if done:
-                    print(f"{role} arm: finished before the interruption (run {done}), reloaded")
-                    results[role] = finished_run_result(done, cfg)
-                else:
-                    results[role] = run_experiment(cfg)
-                masks = leakage.leaked_items(results[role].prepared)
-                ev = results[role].evaluation
-                leaks[role] = leakage.fractions(masks) | leakage.accuracy_by_leak(
-                    ev.y_true, ev.y_pred, masks["test"]
-                )
-                if not done:  # a reloaded arm has them already
-                    client = mlflow.MlflowClient()
-                    for k, value in leaks[role].items():
-                        client.log_metric(results[role].run_id, k, value)
-                    state["arms"][role] = results[role].run_id
-                    write_json_atomic(folder / STATE, state)
-        # Both arms' epochs, each timed as it ran, so an interruption neither loses nor adds time.
-        train_time = sum(r.metrics.get("train_seconds", 0.0) for r in results.values())
-        acc = results["original"].metrics["test_accuracy"]
-        reached = acc >= target
-        counts = ", ".join(f"{k} {v}" for k, v in faces.class_counts().items())
-        gap = protocol_gap(results)
-        verdict = (
-            f"verdict: original protocol test accuracy {with_interval(results['original'].metrics, 'test_accuracy')} "
-            f"{'>=' if reached else '<'} target {target:.3f}: "
-            f"{'REPRODUCED' if reached else 'BELOW TARGET'} (honest twin "
-            f"{with_interval(results['honest'].metrics, 'test_accuracy')}; original - honest "
-            f"{gap[0]:+.4f} [{gap[1]:+.4f}, {gap[2]:+.4f}], unpaired bootstrap: the test sets differ); "
-            f"dataset {faces.path} (digest {faces.digest[:16]}, {len(faces):,} faces: {counts}), "
-            f"{original.train.epochs} epochs, {hardware()}, {train_time / 60:.1f} min of training"
-        )
-        markdown = report_markdown(results, leaks, faces, original, verdict, train_time)
-        figs = comparison_figures(results, leaks)
-        mlflow.log_metrics(
-            {f"{role}_{key}": results[role].metrics[key] for role in results for key, _ in HEADLINE}
-            | {f"{role}_{k}": v for role in leaks for k, v in leaks[role].items()}
-            | {"target": target, "reached": float(reached)}
-            | dict(zip(("gap_accuracy", "gap_accuracy_ci_low", "gap_accuracy_ci_high"), gap))
-        )
-        mlflow.set_tags(
-            {
-                "verdict": "REPRODUCED" if reached else "BELOW TARGET",
-                "original_run_id": results["original"].run_id,
-                "honest_run_id": results["honest"].run_id,
-            }
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "comparison.md").write_text(markdown)
-            figures.write_figures(figs, Path(tmp), png=True)
-            figures.write_report(figs, Path(tmp) / "comparison.html", f"reproduce-65 on {dataset}")
-            mlflow.log_artifacts(tmp, "comparison")
+            results, leaks = run_arms(original, honest, dataset, parent.info.run_id, resume_id)
+        verdict = verdict_line(results, faces, original, target)
         stem = report_dir / f"reproduce-65-{data_name}"
-        write_text_atomic(stem.with_suffix(".md"), markdown)
-        with atomic_path(stem.with_suffix(".html")) as tmp:
-            figures.write_report(figs, tmp, f"reproduce-65 on {dataset}")
+        log_outcome(results, leaks, faces, original, verdict, target, stem)
     runs.drop_checkpoints(folder)  # finished: nothing left to resume
+    reached = results["original"].metrics["test_accuracy"] >= target
     return Outcome(reached, verdict, stem.with_suffix(".md"), parent.info.run_id, results, leaks)
+
+
+def comparison_faces(original: ExperimentConfig) -> Faces:
+    """The faces both protocols share, with a note when fewer pass the filter than were asked for."""
+    faces = load_faces(original.data, original.data_seed)
+    if original.data.max_faces and len(faces) < original.data.max_faces:
+        print(
+            f"note: only {len(faces):,} faces pass the filter (confidence > "
+            f"{original.data.min_confidence:g}); using all of them instead of "
+            f"{original.data.max_faces:,}"
+        )
+    return faces
+
+
+def run_arms(original, honest, dataset: str, parent_id: str, resume_id: str | None):
+    """Both arms as runs nested under the parent, each one's leakage measured; a finished arm is
+    reloaded instead of trained. Returns (results, leaks) by role."""
+    folder = runs.checkpoint_dir(parent_id)
+    if resume_id is None:
+        runs.log_config(original)
+        write_json_atomic(folder / STATE, {"arms": {}})
+    else:
+        print(f"resuming comparison run {resume_id}")
+    state = json.loads((folder / STATE).read_text())  # arms: role -> run id of each finished arm
+    results: dict[str, RunResult] = {}
+    leaks: dict[str, dict[str, float]] = {}
+    for role, cfg in (("original", original), ("honest", honest)):
+        cfg.tracking.run_name = f"{ROLES[role]} · {dataset}"
+        cfg.purpose.role, cfg.purpose.parent_run_id = "arm", parent_id
+        cfg.purpose.tags = {"reproduce.role": role}
+        done = state["arms"].get(role)
+        if done:
+            print(f"{role} arm: finished before the interruption (run {done}), reloaded")
+            results[role] = finished_run_result(done, cfg)
+        else:
+            results[role] = run_experiment(cfg)
+        masks = leakage.leaked_items(results[role].prepared)
+        ev = results[role].evaluation
+        leaks[role] = leakage.fractions(masks) | leakage.accuracy_by_leak(
+            ev.y_true, ev.y_pred, masks["test"]
+        )
+        if not done:  # a reloaded arm has them already
+            client = mlflow.MlflowClient()
+            for k, value in leaks[role].items():
+                client.log_metric(results[role].run_id, k, value)
+            state["arms"][role] = results[role].run_id
+            write_json_atomic(folder / STATE, state)
+    return results, leaks
+
+
+def verdict_line(results, faces: Faces, original: ExperimentConfig, target: float) -> str:
+    # Both arms' epochs, each timed as it ran, so an interruption neither loses nor adds time.
+    train_time = sum(r.metrics.get("train_seconds", 0.0) for r in results.values())
+    reached = results["original"].metrics["test_accuracy"] >= target
+    counts = ", ".join(f"{k} {v}" for k, v in faces.class_counts().items())
+    gap = protocol_gap(results)
+    return (
+        f"verdict: original protocol test accuracy "
+        f"{with_interval(results['original'].metrics, 'test_accuracy')} "
+        f"{'>=' if reached else '<'} target {target:.3f}: "
+        f"{'REPRODUCED' if reached else 'BELOW TARGET'} (honest twin "
+        f"{with_interval(results['honest'].metrics, 'test_accuracy')}; original - honest "
+        f"{gap[0]:+.4f} [{gap[1]:+.4f}, {gap[2]:+.4f}], unpaired bootstrap: the test sets differ); "
+        f"dataset {faces.path} (digest {faces.digest[:16]}, {len(faces):,} faces: {counts}), "
+        f"{original.train.epochs} epochs, {hardware()}, {train_time / 60:.1f} min of training"
+    )
+
+
+def log_outcome(results, leaks, faces, original, verdict: str, target: float, stem: Path) -> None:
+    """The parent run's metrics, tags and report, and the report written beside `stem`."""
+    train_time = sum(r.metrics.get("train_seconds", 0.0) for r in results.values())
+    reached = results["original"].metrics["test_accuracy"] >= target
+    gap = protocol_gap(results)
+    markdown = report_markdown(results, leaks, faces, original, verdict, train_time)
+    figs = comparison_figures(results, leaks)
+    mlflow.log_metrics(
+        {f"{role}_{key}": results[role].metrics[key] for role in results for key, _ in HEADLINE}
+        | {f"{role}_{k}": v for role in leaks for k, v in leaks[role].items()}
+        | {"target": target, "reached": float(reached)}
+        | dict(zip(("gap_accuracy", "gap_accuracy_ci_low", "gap_accuracy_ci_high"), gap))
+    )
+    mlflow.set_tags(
+        {
+            "verdict": "REPRODUCED" if reached else "BELOW TARGET",
+            "original_run_id": results["original"].run_id,
+            "honest_run_id": results["honest"].run_id,
+        }
+    )
+    title = f"reproduce-65 on {Path(faces.path).name}"
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "comparison.md").write_text(markdown)
+        figures.write_figures(figs, Path(tmp), png=True)
+        figures.write_report(figs, Path(tmp) / "comparison.html", title)
+        mlflow.log_artifacts(tmp, "comparison")
+    write_text_atomic(stem.with_suffix(".md"), markdown)
+    with atomic_path(stem.with_suffix(".html")) as tmp:
+        figures.write_report(figs, tmp, title)
 
 
 def report_markdown(

@@ -524,6 +524,11 @@ def find_resumable_run(experiment_id: str, key: str, tag: str = "resume_key") ->
     return None
 
 
+def run_key(*parts: str) -> str:
+    """What identifies a run to be continued (its config, its data's digest, ...): 32 hex digits."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
 def find_unfinished_run(experiment_id: str, key: str, tag: str) -> str | None:
     """The newest unfinished run tagged `tag` = key: an orchestrator's parent to reopen."""
     found = mlflow.MlflowClient().search_runs(
