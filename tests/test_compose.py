@@ -69,14 +69,14 @@ def test_credentials_come_from_env_and_none_are_committed():
 
 def test_worker_uses_the_variables_the_code_reads(monkeypatch):
     from workbench.studies import storage, sweep
-    from workbench.tracking import runs
+    from workbench.tracking import store
 
     env = SERVICES["worker"]["environment"]
     assert set(env) == {"MLFLOW_TRACKING_URI", "OPTUNA_STORAGE"}
     values = {k: substitute(v, env_example()) for k, v in env.items()}
     for key, value in values.items():
         monkeypatch.setenv(key, value)
-    assert runs.tracking_uri() == "http://mlflow:5000"
+    assert store.tracking_uri() == "http://mlflow:5000"
     assert storage.default_storage() == values["OPTUNA_STORAGE"]
     assert values["OPTUNA_STORAGE"].endswith(
         "@postgres:5432/optuna"

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from workbench import CLASS_NAMES
 from workbench.config import load_config
-from workbench.tracking import runs
+from workbench.tracking import lineage
 
 pytestmark = pytest.mark.slow  # trains real models end to end
 
@@ -483,7 +483,7 @@ def test_every_test_score_has_its_interval_and_each_face_its_prediction(quick_ru
     m = MlflowClient(store).get_run(result.run_id).data.metrics
     for score in ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy"):
         assert m[f"test_{score}_ci_low"] < m[f"test_{score}"] < m[f"test_{score}_ci_high"], score
-    frame = runs.load_predictions(result.run_id)
+    frame = lineage.load_predictions(result.run_id)
     assert list(frame.columns[:3]) == ["id", "label", "predicted"] and len(frame) == len(
         result.prepared.test
     )

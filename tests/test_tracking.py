@@ -11,9 +11,9 @@ from conftest import REPO
 from mlflow import MlflowClient
 
 from workbench.errors import WorkbenchError
-from workbench.tracking import runs
+from workbench.tracking import lineage, store
 
-OPEN_STORE = "from workbench.tracking.runs import configure; configure('race')"
+OPEN_STORE = "from workbench.tracking.store import configure; configure('race')"
 
 
 @pytest.mark.slow
@@ -43,18 +43,18 @@ def test_a_read_only_store_is_a_one_line_error(read_only_dir, monkeypatch):
         match=rf"MLflow store {read_only_dir / 'mlruns'}: cannot write there "
         r"\(Read-only file system\); run from a writable folder",
     ):
-        runs.configure("baseline")
+        store.configure("baseline")
 
 
 def test_store_addresses_are_shown_without_their_password():
     uri = "postgresql+psycopg://fer:s3cret@db.example:5432/mlflow"
-    assert runs.display_uri(uri) == "postgresql+psycopg://fer:***@db.example:5432/mlflow"
-    assert "s3cret" not in runs.ui_command(uri)
-    assert runs.display_uri("sqlite:///mlruns/mlflow.db") == "sqlite:///mlruns/mlflow.db"
+    assert store.display_uri(uri) == "postgresql+psycopg://fer:***@db.example:5432/mlflow"
+    assert "s3cret" not in store.ui_command(uri)
+    assert store.display_uri("sqlite:///mlruns/mlflow.db") == "sqlite:///mlruns/mlflow.db"
 
 
 def test_new_experiments_open_in_the_model_training_view(tracking_store):
-    experiment_id = runs.configure("kind-check")
+    experiment_id = store.configure("kind-check")
     assert (
         mlflow.get_experiment(experiment_id).tags["mlflow.experimentKind"]
         == "custom_model_development"
@@ -71,7 +71,7 @@ def _log_at_once(dataset, run_ids: list[str]) -> list[str]:
         start.wait(timeout=60)
         try:
             with mlflow.start_run(run_id=run_id):  # the active run is per thread
-                runs.log_input(dataset, "training", {})
+                lineage.log_input(dataset, "training", {})
         except Exception as e:  # noqa: BLE001 - collected and asserted by the caller
             errors.append(f"{type(e).__name__}: {str(e)[:300]}")
 
@@ -113,7 +113,7 @@ def _configure_in_a_process(uri: str) -> tuple[subprocess.CompletedProcess, floa
     code = (
         "from workbench.cli import user_errors\n"
         "with user_errors():\n"
-        "    from workbench.tracking.runs import configure; configure('x')"
+        "    from workbench.tracking.store import configure; configure('x')"
     )
     started = time.monotonic()
     done = subprocess.run(

@@ -33,7 +33,7 @@ def main() -> int:
     parser.add_argument("run_id")
     parser.add_argument("--tracking-uri", default=None, help="default: the workbench's store")
     args = parser.parse_args()
-    from workbench.tracking.runs import tracking_uri
+    from workbench.tracking.store import tracking_uri
 
     uri = args.tracking_uri or tracking_uri()
     mlflow.set_tracking_uri(uri)

@@ -29,7 +29,7 @@ from workbench.core.train import FitHooks, FitResult, fit
 from workbench.data import load_faces
 from workbench.data.faces import Faces
 from workbench.errors import WorkbenchError
-from workbench.tracking import figures, runs
+from workbench.tracking import checkpoints, figures, lineage, logged_model, provenance, runs, store
 
 
 @dataclass
@@ -125,7 +125,7 @@ def run_experiment(
     purpose = cfg.purpose
     seed_everything(cfg.seed, cfg.train.deterministic)
     faces, prepared, dups = data_phase(cfg)  # before the run: bad data never leaves a FAILED run
-    experiment_id = runs.configure(cfg.experiment_name)
+    experiment_id = store.configure(cfg.experiment_name)
     key = resume_key(cfg, faces.digest)
     resume_run_id = resume_target(cfg, experiment_id, key, resume_run_id, trained)
     precision = recipe.resolve_precision(cfg.train.precision)
@@ -135,12 +135,12 @@ def run_experiment(
         run_id, fresh = run.info.run_id, resume_run_id is None
         if not fresh:
             print(f"resuming MLflow run {run_id} from its last finished epoch")
-        checkpoints = runs.checkpoint_dir(run_id) if purpose.resumable and not trained else None
-        with runs.owned(checkpoints):
-            lineage = log_inputs(cfg, faces, prepared, fresh)
+        folder = checkpoints.checkpoint_dir(run_id) if purpose.resumable and not trained else None
+        with checkpoints.owned(folder):
+            record = log_inputs(cfg, faces, prepared, fresh)
             log_duplicates(dups, prepared, cfg, fresh)
             model, result = train_phase(
-                cfg, prepared, precision, callbacks, checkpoints, trained, run_id, resume_run_id
+                cfg, prepared, precision, callbacks, folder, trained, run_id, resume_run_id
             )
             metrics, ev, split = test_phase(cfg, model, prepared, result, run_id, dups)
             header = report_header(cfg, faces, metrics, purpose.evaluate_on, run_id)
@@ -148,16 +148,16 @@ def run_experiment(
                 ev, result.history, split, cfg.seed, purpose.light, purpose.evaluate_on, header
             )
             model_uri = model_phase(cfg, run_id, model, split)
-        runs.drop_checkpoints(checkpoints)  # finished: nothing left to resume
+        checkpoints.drop_checkpoints(folder)  # finished: nothing left to resume
     return RunResult(
         run_id=run_id,
         experiment_id=experiment_id,
         metrics=metrics,
         history=result.history,
         evaluation=ev,
-        lineage=lineage,
+        lineage=record,
         model_uri=model_uri,
-        tracking_uri=runs.tracking_uri(),
+        tracking_uri=store.tracking_uri(),
         prepared=prepared,
         resumed_from=result.resumed_from,
         model=model,
@@ -188,7 +188,7 @@ def resume_target(
         runs.check_resumable(resume_run_id)
         return resume_run_id
     if cfg.purpose.resumable and trained is None:
-        return runs.find_resumable_run(experiment_id, key)
+        return checkpoints.find_resumable_run(experiment_id, key)
     return None
 
 
@@ -196,7 +196,7 @@ def model_phase(cfg: ExperimentConfig, run_id: str, model: keras.Model, split: F
     """The model logged once with an input example (full runs that log it), its URI."""
     if cfg.purpose.light or not cfg.tracking.log_model:
         return None
-    return runs.log_model_once(run_id, model, split.images[:1].astype(np.float32))
+    return logged_model.log_model_once(run_id, model, split.images[:1].astype(np.float32))
 
 
 def run_tags(
@@ -210,7 +210,7 @@ def run_tags(
         "precision": precision,
         "purpose": cfg.purpose.role,
         "resume_key": key,
-        **runs.provenance_tags(),
+        **provenance.provenance_tags(),
         **cfg.purpose.tags,
         **({"weights_from_run": trained.source_run_id} if trained else {}),
     }
@@ -279,7 +279,7 @@ def log_duplicates(
     )
     with tempfile.TemporaryDirectory() as tmp:
         figures.write_figures(
-            {"duplicates": fig}, Path(tmp), png=False, plotly_js=runs.shared_plotly_js()
+            {"duplicates": fig}, Path(tmp), png=False, plotly_js=store.shared_plotly_js()
         )
         mlflow.log_artifacts(tmp, "figures")
 
@@ -287,13 +287,13 @@ def log_duplicates(
 def log_inputs(cfg: ExperimentConfig, faces: Faces, prepared: Prepared, fresh: bool) -> dict:
     """The config and the dataset's lineage (a resumed run has them already); returns the lineage."""
     if fresh:
-        runs.log_config(cfg, faces.path)
+        lineage.log_config(cfg, faces.path)
         if prepared.smote_k_used is not None:
             mlflow.log_param("balance.smote_k_used", prepared.smote_k_used)
     if faces.skipped:
         n = len(faces.skipped)
         print(f"{n} face{'s' * (n != 1)} skipped at load (see dataset/lineage.json)")
-    return runs.log_dataset(
+    return lineage.log_dataset(
         prepared.parts(),
         prepared.synthetic,
         faces,
@@ -309,7 +309,7 @@ def train_phase(
     prepared: Prepared,
     precision: str,
     callbacks: Sequence[keras.callbacks.Callback],
-    checkpoints: Path | None,
+    folder: Path | None,
     trained: Trained | None,
     run_id: str,
     resume_run_id: str | None,
@@ -328,7 +328,7 @@ def train_phase(
     if trained is not None:
         return model, load_trained(model, trained, prepared.val, cfg.train.tta_flip, log_epoch)
     verbose = not cfg.purpose.light
-    fitted = train(model, cfg, prepared, [*schedule, *callbacks], checkpoints, log_epoch, verbose)
+    fitted = train(model, cfg, prepared, [*schedule, *callbacks], folder, log_epoch, verbose)
     return model, fitted
 
 
@@ -423,7 +423,7 @@ def finished_run_result(run_id: str, cfg: ExperimentConfig) -> RunResult:
         evaluation=ev,
         lineage={},
         model_uri=model_uri,
-        tracking_uri=runs.tracking_uri(),
+        tracking_uri=store.tracking_uri(),
         prepared=prepared,
     )
 
@@ -433,7 +433,7 @@ def train(
     cfg: ExperimentConfig,
     prepared: Prepared,
     callbacks,
-    checkpoints: Path | None,
+    folder: Path | None,
     log_epoch,
     verbose: bool,
 ) -> FitResult:
@@ -446,7 +446,7 @@ def train(
         cfg.augment,
         cfg.seed,
         weights,
-        FitHooks(checkpoints, log_epoch, callbacks, verbose),
+        FitHooks(folder, log_epoch, callbacks, verbose),
     )
 
 
@@ -506,7 +506,7 @@ def log_evaluation(
     images, ids = faces.images, faces.ids
     mlflow.log_dict(ev.report, "metrics/classification_report.json")
     if not light:
-        runs.log_predictions(ev, ids, split)
+        lineage.log_predictions(ev, ids, split)
     mlflow.log_text(ev.report_text, "metrics/classification_report.txt")
     figs = {
         "curves": figures.curves(history),
@@ -520,7 +520,7 @@ def log_evaluation(
     with tempfile.TemporaryDirectory() as tmp:
         # A sweep's trials: HTML only (starting the PNG renderer costs ~4 s a trial, 3 minutes of a
         # 40-trial study); the study's own report page holds the figures to compare trials.
-        js = None if light else runs.shared_plotly_js()
+        js = None if light else store.shared_plotly_js()
         figures.write_figures(figs, Path(tmp), png=not light, plotly_js=js)
         if not light:
             figures.write_report(figs, Path(tmp) / "report.html", "Run report", header, js)

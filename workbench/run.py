@@ -62,13 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         result = run_experiment(cfg, resume_run_id=args.resume)
         print_summary(cfg, result)
         if args.register:
-            from workbench.tracking.runs import register_model
+            from workbench.tracking.logged_model import register_model
 
             version = register_model(result.model_uri, args.register, result.run_id)
             print(
                 f"  registered model   models:/{args.register}/{version} (also models:/{args.register}/latest)"
             )
-        from workbench.tracking.runs import ui_command
+        from workbench.tracking.store import ui_command
 
         print(f"  see it in the UI:  {ui_command(result.tracking_uri)}")
     return 0
@@ -88,7 +88,7 @@ def check_arguments(cfg, args) -> None:
 
 
 def print_summary(cfg, result) -> None:
-    from workbench.tracking.runs import display_uri
+    from workbench.tracking.store import display_uri
 
     if result.resumed_from:
         print(f"resumed run {result.run_id} after epoch {result.resumed_from}")
@@ -130,7 +130,7 @@ def print_summary(cfg, result) -> None:
 
 def print_seeds(cfg, result) -> None:
     from workbench.studies.seeds import VARIES
-    from workbench.tracking.runs import display_uri, tracking_uri, ui_command
+    from workbench.tracking.store import display_uri, tracking_uri, ui_command
 
     m = result.metrics
     print()
@@ -157,7 +157,8 @@ def resumed_config(run_id: str):
 
     from workbench.config import config_from_dict
     from workbench.errors import WorkbenchError
-    from workbench.tracking.runs import check_resumable, display_uri, tracking_uri
+    from workbench.tracking.runs import check_resumable
+    from workbench.tracking.store import display_uri, tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
     try:

@@ -124,9 +124,9 @@ def load_classifier(uri: str | None):
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from workbench.tracking import runs
+    from workbench.tracking import store
 
-    mlflow.set_tracking_uri(runs.tracking_uri())
+    mlflow.set_tracking_uri(store.tracking_uri())
     try:
         model = mlflow.tensorflow.load_model(uri)
     except (MlflowException, OSError) as err:

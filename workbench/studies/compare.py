@@ -77,7 +77,7 @@ def parse_args(argv):
 def find_runs(client, experiments: list[str], run_ids: list[str], metric: str, top: int):
     from mlflow.exceptions import MlflowException
 
-    from workbench.tracking.runs import display_uri, tracking_uri
+    from workbench.tracking.store import display_uri, tracking_uri
 
     if run_ids:
         runs = []
@@ -192,16 +192,23 @@ def _short(value: str) -> str:
 
 
 def report_figures(client, runs, metric: str):
+    """The ranking report's figures: the metric against each parameter that varies, per-class F1,
+    and the validation curves."""
+    labels = [f"{r.info.run_id[:8]} {(r.info.run_name or '')[:30]}" for r in runs]
+    return {
+        "metric_vs_params": metric_scatter(runs, metric, labels),
+        "per_class_f1": f1_heatmap(runs, labels),
+        "validation_curves": validation_curves(client, runs, labels),
+    }
+
+
+def metric_scatter(runs, metric: str, labels: list[str]):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from workbench import CLASS_NAMES
-
-    labels = [f"{r.info.run_id[:8]} {(r.info.run_name or '')[:30]}" for r in runs]
-    params = [p for p in KEY_PARAMS if len({r.data.params.get(p) for r in runs}) > 1] or list(
-        KEY_PARAMS[:3]
-    )
-    scatter = make_subplots(
+    params = [p for p in KEY_PARAMS if len({r.data.params.get(p) for r in runs}) > 1]
+    params = params or list(KEY_PARAMS[:3])
+    fig = make_subplots(
         rows=1, cols=len(params), subplot_titles=[SHORT[p] for p in params], shared_yaxes=True
     )
     for col, p in enumerate(params, start=1):
@@ -210,67 +217,61 @@ def report_figures(client, runs, metric: str):
             x = [float(v) for v in x]
         except (TypeError, ValueError):
             pass
-        scatter.add_trace(
-            go.Scatter(
-                x=x,
-                y=[r.data.metrics[metric] for r in runs],
-                mode="markers",
-                text=labels,
-                marker={"size": 10},
-                showlegend=False,
-            ),
-            row=1,
-            col=col,
-        )
+        y = [r.data.metrics[metric] for r in runs]
+        marker = go.Scatter(x=x, y=y, mode="markers", text=labels, marker={"size": 10})
+        fig.add_trace(marker.update(showlegend=False), row=1, col=col)
         if p == "train.learning_rate":
-            scatter.update_xaxes(type="log", row=1, col=col)
-    scatter.update_layout(
+            fig.update_xaxes(type="log", row=1, col=col)
+    fig.update_layout(
         title=f"{metric} against each parameter that varies",
         width=320 * len(params) + 100,
         height=420,
     )
-    scatter.update_yaxes(title_text=metric, row=1, col=1)
+    fig.update_yaxes(title_text=metric, row=1, col=1)
+    return fig
+
+
+def f1_heatmap(runs, labels: list[str]):
+    import plotly.graph_objects as go
+
+    from workbench import CLASS_NAMES
 
     z = [[r.data.metrics.get(f"test_f1_{c}", float("nan")) for c in CLASS_NAMES] for r in runs]
-    heat = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=list(CLASS_NAMES),
-            y=labels,
-            colorscale="Viridis",
-            zmin=0,
-            zmax=1,
-            text=[[f"{v:.2f}" for v in row] for row in z],
-            texttemplate="%{text}",
-        )
+    text = [[f"{v:.2f}" for v in row] for row in z]
+    cells = go.Heatmap(
+        z=z, x=list(CLASS_NAMES), y=labels, colorscale="Viridis", zmin=0, zmax=1, text=text
     )
-    heat.update_layout(
+    fig = go.Figure(cells.update(texttemplate="%{text}"))
+    fig.update_layout(
         title="Per-class test F1 across runs",
         yaxis_autorange="reversed",
         width=900,
         height=160 + 28 * len(runs),
     )
+    return fig
 
-    curves = make_subplots(rows=1, cols=len(CURVES), subplot_titles=CURVES)
+
+def validation_curves(client, runs, labels: list[str]):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(CURVES), subplot_titles=CURVES)
     for r, label in zip(runs, labels):
         for col, key in enumerate(CURVES, start=1):
             history = sorted(client.get_metric_history(r.info.run_id, key), key=lambda h: h.step)
-            if history:
-                curves.add_trace(
-                    go.Scatter(
-                        x=[h.step + 1 for h in history],
-                        y=[h.value for h in history],
-                        name=label,
-                        legendgroup=label,
-                        showlegend=col == 1,
-                        mode="lines+markers",
-                    ),
-                    row=1,
-                    col=col,
-                )
-    curves.update_xaxes(title_text="epoch")
-    curves.update_layout(title="Validation curves", width=1200, height=480)
-    return {"metric_vs_params": scatter, "per_class_f1": heat, "validation_curves": curves}
+            if not history:
+                continue
+            line = go.Scatter(
+                x=[h.step + 1 for h in history],
+                y=[h.value for h in history],
+                name=label,
+                legendgroup=label,
+                mode="lines+markers",
+            )
+            fig.add_trace(line.update(showlegend=col == 1), row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(title="Validation curves", width=1200, height=480)
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,10 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         import mlflow
 
         from workbench.files import atomic_path, writable_dir
-        from workbench.tracking import runs
+        from workbench.tracking import runs, store
         from workbench.tracking.figures import write_figures, write_report
 
-        uri = runs.tracking_uri()
+        uri = store.tracking_uri()
         mlflow.set_tracking_uri(uri)
         client = mlflow.MlflowClient(uri)
         out = Path(args.out)
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             write_report(figs, tmp, f"{len(found)} runs ranked by {args.metric}")
         print(f"\nreport: {out}")
         if args.to_mlflow:
-            runs.configure("comparisons")
+            store.configure("comparisons")
             with runs.tracked_run(
                 f"compare {len(found)} runs by {args.metric}",
                 tags={"compared_runs": ",".join(r.info.run_id for r in found)},

@@ -24,7 +24,7 @@ from workbench.data.faces import Faces
 from workbench.experiment import RunResult, finished_run_result, run_experiment
 from workbench.files import atomic_path, write_json_atomic, write_text_atomic
 from workbench.studies import leakage
-from workbench.tracking import figures, runs
+from workbench.tracking import checkpoints, figures, lineage, provenance, runs, store
 from workbench.tracking.runs import run_key
 
 COMPARISON_KEY = "comparison_key"  # the parent run's tag: same comparison started again -> resumed
@@ -118,22 +118,24 @@ def run_comparison(
     honest.protocol = HONEST_PROTOCOL
     faces = comparison_faces(original)
     dataset = Path(faces.path).name
-    experiment_id = runs.configure(original.experiment_name)
+    experiment_id = store.configure(original.experiment_name)
     # Same comparison (config, data, target) started again: the unfinished parent is reopened, an arm
     # that finished is reloaded, an arm cut short resumes from its checkpoint (its config names the
     # same parent, so its own resume key matches).
     key = run_key(original.to_yaml(), faces.digest, str(target))
-    resume_id = runs.find_resumable_run(experiment_id, key, tag=COMPARISON_KEY)
+    resume_id = checkpoints.find_resumable_run(experiment_id, key, tag=COMPARISON_KEY)
     name = f"reproduce-65 · {data_name} · {original.train.epochs} epochs"
     tags = {"reproduce.role": "comparison", "dataset": dataset, COMPARISON_KEY: key}
-    with runs.tracked_run(name, tags=tags | runs.provenance_tags(), run_id=resume_id) as parent:
-        folder = runs.checkpoint_dir(parent.info.run_id)
-        with runs.owned(folder):
+    with runs.tracked_run(
+        name, tags=tags | provenance.provenance_tags(), run_id=resume_id
+    ) as parent:
+        folder = checkpoints.checkpoint_dir(parent.info.run_id)
+        with checkpoints.owned(folder):
             results, leaks = run_arms(original, honest, dataset, parent.info.run_id, resume_id)
         verdict = verdict_line(results, faces, original, target)
         stem = report_dir / f"reproduce-65-{data_name}"
         log_outcome(results, leaks, faces, original, verdict, target, stem)
-    runs.drop_checkpoints(folder)  # finished: nothing left to resume
+    checkpoints.drop_checkpoints(folder)  # finished: nothing left to resume
     reached = results["original"].metrics["test_accuracy"] >= target
     return Outcome(reached, verdict, stem.with_suffix(".md"), parent.info.run_id, results, leaks)
 
@@ -153,9 +155,9 @@ def comparison_faces(original: ExperimentConfig) -> Faces:
 def run_arms(original, honest, dataset: str, parent_id: str, resume_id: str | None):
     """Both arms as runs nested under the parent, each one's leakage measured; a finished arm is
     reloaded instead of trained. Returns (results, leaks) by role."""
-    folder = runs.checkpoint_dir(parent_id)
+    folder = checkpoints.checkpoint_dir(parent_id)
     if resume_id is None:
-        runs.log_config(original)
+        lineage.log_config(original)
         write_json_atomic(folder / STATE, {"arms": {}})
     else:
         print(f"resuming comparison run {resume_id}")

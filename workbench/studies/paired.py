@@ -7,13 +7,13 @@ import numpy as np
 
 from workbench.core import stats
 from workbench.errors import WorkbenchError
-from workbench.tracking import runs
+from workbench.tracking import lineage
 
 
 def matched(run_a: str, run_b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(labels, A's predictions, B's predictions) on the test faces both runs scored, in A's order;
     a one-line refusal when their test sets differ."""
-    a, b = runs.load_predictions(run_a), runs.load_predictions(run_b)
+    a, b = lineage.load_predictions(run_a), lineage.load_predictions(run_b)
     only_a, only_b = set(a["id"]) - set(b["id"]), set(b["id"]) - set(a["id"])
     if only_a or only_b or len(a) != len(b):
         raise WorkbenchError(

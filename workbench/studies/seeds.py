@@ -12,7 +12,7 @@ from workbench.config import ExperimentConfig
 from workbench.core import stats
 from workbench.data import load_faces
 from workbench.experiment import resume_key, run_experiment
-from workbench.tracking import runs
+from workbench.tracking import lineage, provenance, runs, store
 
 SEEDS_KEY = "seeds_key"
 # What varies between the children: said in the parent's tags and in docs/reading-the-numbers.md.
@@ -51,7 +51,7 @@ def run_seeds(cfg: ExperimentConfig) -> SeedsResult:
     """cfg.seeds children under one parent; the same command again reopens the unfinished parent,
     keeps its finished children and resumes the one cut short (by its own resume key)."""
     digest = load_faces(cfg.data, cfg.data_seed).digest
-    experiment_id = runs.configure(cfg.experiment_name)
+    experiment_id = store.configure(cfg.experiment_name)
     key = resume_key(cfg, digest)
     parent_id = runs.find_unfinished_run(experiment_id, key, SEEDS_KEY)
     tags = {
@@ -60,12 +60,12 @@ def run_seeds(cfg: ExperimentConfig) -> SeedsResult:
         "seeds.varies": VARIES,
         "seeds.interval": "95% t-interval of the mean over seeds",
         SEEDS_KEY: key,
-        **runs.provenance_tags(),
+        **provenance.provenance_tags(),
     }
     name = f"{cfg.tracking.run_name or cfg.name} · {cfg.seeds} seeds"
     with runs.tracked_run(name, tags=tags, run_id=parent_id) as parent:
         if parent_id is None:
-            runs.log_config(cfg)
+            lineage.log_config(cfg)
         done = runs.finished_children(experiment_id, parent.info.run_id, "seeds.index")
         ids, children = [], []
         for i in range(cfg.seeds):

@@ -178,7 +178,7 @@ class Sweep:
 
     def parent_tags(self) -> dict[str, str]:
         from workbench.studies.storage import pruner_text, sampler_text
-        from workbench.tracking import runs
+        from workbench.tracking import provenance
 
         objective = self.spec.objective
         return {
@@ -189,77 +189,68 @@ class Sweep:
             "optuna.objective": f"{objective.direction} {objective.metric}",
             "sweep.role": "study",
             "sweep.worker": f"{socket.gethostname()}:{os.getpid()}",
-            **runs.provenance_tags(),
+            **provenance.provenance_tags(),
         }
 
     def run(self) -> int:
-        import mlflow
         import optuna
 
         from workbench.studies import study_report
-        from workbench.studies.best import best_on_test
-        from workbench.studies.objective import Objective
         from workbench.studies.storage import FINISHED, states
-        from workbench.studies.worker import Worker
-        from workbench.tracking import runs
+        from workbench.tracking import store
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        for handler in logging.getLogger(
-            "optuna"
-        ).handlers:  # Optuna's own, set up by the line above
+        for handler in logging.getLogger("optuna").handlers:  # Optuna's own, set up just above
             handler.addFilter(_no_interrupt_traceback)
-        experiment_id = runs.configure(self.base.experiment_name)
+        experiment_id = store.configure(self.base.experiment_name)
         metric = self.spec.objective.metric
+        maximize = self.spec.objective.direction == "maximize"
         if len(states(self.study, FINISHED)) >= self.target:  # a rerun of a finished study
-            maximize = self.spec.objective.direction == "maximize"
             study_report.print_summary(self.study, self.storage, metric, maximize, 0, None)
             print(f"nothing to run: {self.target} trials are finished (--trials N for more)")
             return 0
+        parent_id, epochs = self.work(experiment_id)
+        final = self.finish(parent_id) if len(states(self.study, FINISHED)) >= self.target else None
+        study_report.print_summary(self.study, self.storage, metric, maximize, epochs, final)
+        print(
+            f"MLflow experiment {self.base.experiment_name} (id {experiment_id}): "
+            f"{store.ui_command(store.tracking_uri())}"
+        )
+        return 0
+
+    def work(self, experiment_id: str) -> tuple[str, int]:
+        """This worker's trials under its parent run; (the parent's id, epochs it trained)."""
+        import mlflow
+
+        from workbench.studies import study_report
+        from workbench.studies.objective import Objective
+        from workbench.studies.worker import Worker
+        from workbench.tracking import lineage, runs
+
         name = f"{self.study.study_name} · study · worker {socket.gethostname()}:{os.getpid()}"
         with runs.tracked_run(name, tags=self.parent_tags()) as parent:
-            runs.log_config(self.base)
+            lineage.log_config(self.base)
             mlflow.log_text(self.spec_path.read_text(), "sweep.yaml")
             mlflow.log_params({"sweep.trials": self.target, "sweep.space": str(self.spec_path)})
             objective = Objective(
                 self.spec, self.base_tree, self.study.study_name, self.target, parent.info.run_id
             )
-            Worker(
-                self.study,
-                objective,
-                self.target,
-                experiment_id,
-                self.spec.heartbeat.interval,
-                self.timeout,
-            ).run()
-            study_report.log_study(self.study, metric, objective.epochs_trained)
-        done = len(states(self.study, FINISHED)) >= self.target
+            interval = self.spec.heartbeat.interval
+            Worker(self.study, objective, self.target, experiment_id, interval, self.timeout).run()
+            study_report.log_study(self.study, self.spec.objective.metric, objective.epochs_trained)
+        return parent.info.run_id, objective.epochs_trained
+
+    def finish(self, parent_id: str):
+        """A complete study: its best trial (and baseline) on test, and its report page."""
+        from workbench.studies import study_report
+        from workbench.studies.best import best_on_test
+
         final = None
-        if done and self.final:
-            final = best_on_test(
-                self.study, self.spec, self.base_tree, parent.info.run_id, self.best_dir
-            )
-        if done:
-            study_report.log_report(
-                self.study,
-                self.storage,
-                metric,
-                self.base.train.epochs,
-                parent.info.run_id,
-                final,
-            )
-        study_report.print_summary(
-            self.study,
-            self.storage,
-            metric,
-            self.spec.objective.direction == "maximize",
-            objective.epochs_trained,
-            final,
-        )
-        print(
-            f"MLflow experiment {self.base.experiment_name} (id {experiment_id}): "
-            f"{runs.ui_command(runs.tracking_uri())}"
-        )
-        return 0
+        if self.final:
+            final = best_on_test(self.study, self.spec, self.base_tree, parent_id, self.best_dir)
+        metric, epochs = self.spec.objective.metric, self.base.train.epochs
+        study_report.log_report(self.study, self.storage, metric, epochs, parent_id, final)
+        return final
 
 
 def _no_interrupt_traceback(record: logging.LogRecord) -> bool:
