@@ -44,9 +44,8 @@ def run_sweep(pruner: dict, args: argparse.Namespace, workdir: Path) -> dict:
     spec = yaml.safe_load((REPO / "experiments" / "sweep.yaml").read_text())
     spec["pruner"]["kind"] = pruner["kind"]
     spec["sampler"]["seed"] = args.seed
-    spec["sampler"]["n_startup_trials"] = (
-        args.trials
-    )  # random draws: the same trials in both studies
+    # random draws: the same trials in both studies
+    spec["sampler"]["n_startup_trials"] = args.trials
     spec["fixed"]["train.epochs"] = args.epochs
     space = workdir / "space.yaml"
     space.write_text(yaml.safe_dump(spec))

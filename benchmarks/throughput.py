@@ -206,9 +206,8 @@ def main() -> int:
         faces_by_shape[(size, channels)] = (train.images, train.labels)
     bs = cfg.train.batch_size
     images = faces_by_shape[(48, 1)][0]
-    steps = min(
-        args.steps, len(images) // bs
-    )  # one fit call must not run past one pass of the flow
+    # one fit call must not run past one pass of the flow
+    steps = min(args.steps, len(images) // bs)
     default_precision = recipe.resolve_precision("auto")
     rows_spec = rows_to_time(default_precision)
     rates = time_training(rows_spec, faces_by_shape, cfg, steps, args.warmup, args.rounds)

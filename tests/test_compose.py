@@ -43,9 +43,8 @@ def test_services_and_start_up_order():
     }
     # The worker is built from the project's own Dockerfile, so `--scale worker=N` runs this code.
     assert SERVICES["worker"]["build"] == "." and (REPO / "Dockerfile").is_file()
-    assert "worker" not in str(
-        SERVICES["worker"].get("ports", "")
-    )  # scaled workers publish nothing
+    # scaled workers publish nothing
+    assert "worker" not in str(SERVICES["worker"].get("ports", ""))
 
 
 def test_ports_are_bound_to_localhost_only():
@@ -78,9 +77,8 @@ def test_worker_uses_the_variables_the_code_reads(monkeypatch):
         monkeypatch.setenv(key, value)
     assert store.tracking_uri() == "http://mlflow:5000"
     assert storage.default_storage() == values["OPTUNA_STORAGE"]
-    assert values["OPTUNA_STORAGE"].endswith(
-        "@postgres:5432/optuna"
-    )  # the database the init script creates
+    # the database the init script creates
+    assert values["OPTUNA_STORAGE"].endswith("@postgres:5432/optuna")
     assert "CREATE DATABASE optuna" in (REPO / "docker" / "postgres-init.sql").read_text()
     # The worker's command line is one the sweep accepts.
     argv = shlex.split(substitute(SERVICES["worker"]["command"], env_example()))

@@ -127,9 +127,8 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     target = write_text_atomic(tmp_path / "sub" / "report.html", "complete")
     with pytest.raises(RuntimeError):
         with atomic_path(target) as tmp:
-            assert (
-                tmp.suffix == ".html" and tmp.parent == target.parent
-            )  # writers pick the format by suffix
+            # writers pick the format by suffix
+            assert tmp.suffix == ".html" and tmp.parent == target.parent
             tmp.write_text("half")
             raise RuntimeError("crash mid-write")
     assert target.read_text() == "complete"
@@ -148,9 +147,8 @@ def test_a_user_experiment_file_wins_over_the_shipped_one(tmp_path, monkeypatch)
     tree["train"]["epochs"] = shipped.train.epochs + 7
     (tmp_path / "experiments" / "baseline.yaml").write_text(yaml.safe_dump(tree))
     assert load_config("baseline").train.epochs == shipped.train.epochs + 7
-    assert (
-        load_config("fer2013").model.name == "mini_xception"
-    )  # not overridden here: the shipped one
+    # not overridden here: the shipped one
+    assert load_config("fer2013").model.name == "mini_xception"
 
 
 def test_text_keys_take_the_set_value_as_given():

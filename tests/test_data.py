@@ -63,9 +63,10 @@ def test_fer_native_form_is_the_csv_pixels_untouched(cache_dir):
 def test_resize_linear_is_cv2_resize_as_the_original_called_it(cache_dir):
     """data.resize=linear: bit-identical to the original's cv2.resize(crop, (64, 64))."""
     faces = load(SAMPLE_EXPW, cache_dir, image_size=64, channels=3, resize="linear")
+    # shrunk
     b = next(
         b for b in parse_label_file(SAMPLE_EXPW) if min(b.bottom - b.top, b.right - b.left) > 100
-    )  # shrunk
+    )
     bgr = cv2.imread(str(SAMPLE_EXPW.parent / "origin" / b.image))
     original = cv2.cvtColor(
         cv2.resize(bgr[b.top : b.bottom, b.left : b.right], (64, 64)), cv2.COLOR_BGR2RGB
@@ -229,12 +230,13 @@ def test_interrupted_or_damaged_cache_entries_are_never_used(cache_dir):
 
 def test_clip_box_math():
     assert clip_box(10, 20, 60, 50, height=100, width=100) == (10, 20, 60, 50)
+    # clipped to the image
     assert clip_box(-5, -3, 60, 120, height=100, width=50) == (
         0,
         0,
         50,
         100,
-    )  # clipped to the image
+    )
     assert clip_box(10, 20, 20, 50, height=100, width=100) is None  # zero width
     assert clip_box(120, 0, 10, 130, height=100, width=100) is None  # entirely outside
 

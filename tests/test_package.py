@@ -99,9 +99,8 @@ def test_the_built_wheel_runs_a_baseline_and_predicts_a_photo_from_an_empty_fold
         f"data.cache_dir={tmp_path / 'cache'}",
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert (
-        f"on {site / 'workbench' / 'samples' / 'fer2013_sample.csv.gz'}" in done.stdout
-    )  # the wheel's own sample
+    # the wheel's own sample
+    assert f"on {site / 'workbench' / 'samples' / 'fer2013_sample.csv.gz'}" in done.stdout
     assert "test accuracy" in done.stdout and (empty / "mlruns" / "mlflow.db").is_file()
 
     # `predict PHOTO` with no other argument: the shipped model, MTCNN, an annotated copy of the photo

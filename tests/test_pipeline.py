@@ -44,9 +44,8 @@ def test_grouped_split_keeps_each_source_image_in_one_split(expw):
         and not (sets["train"] & sets["test"])
         and not (sets["val"] & sets["test"])
     )
-    assert sorted(np.concatenate(list(split.values()))) == list(
-        range(len(expw))
-    )  # every face exactly once
+    # every face exactly once
+    assert sorted(np.concatenate(list(split.values()))) == list(range(len(expw)))
     assert all(len(v) for v in split.values())
 
 
@@ -114,9 +113,8 @@ def test_original_protocol_resamples_before_splitting(expw):
     prepared = prepare_faces(expw, cfg)
     total = sum(len(p) for p in prepared.parts().values())
     assert total == NUM_CLASSES * np.bincount(expw.labels).max()  # SMOTE saw every face
-    assert (
-        prepared.synthetic["test"].any() or prepared.synthetic["val"].any()
-    )  # synthetics leak into evaluation
+    # synthetics leak into evaluation
+    assert prepared.synthetic["test"].any() or prepared.synthetic["val"].any()
 
 
 def test_augment_strength_zero_is_identity_and_one_changes_faces(fer):
@@ -191,9 +189,8 @@ def test_modern_models_take_grey_48_and_have_their_size(name, params):
     model = make_model(name, (48, 48, 1), 7)
     assert model.output_shape == (None, 7)
     assert params[0] <= model.count_params() <= params[1]
-    assert (
-        flops_per_image(model) > 2 * model.count_params()
-    )  # convolutions reuse each weight many times
+    # convolutions reuse each weight many times
+    assert flops_per_image(model) > 2 * model.count_params()
 
 
 def test_config_refuses_an_image_the_model_cannot_take():

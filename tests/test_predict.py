@@ -40,9 +40,8 @@ def registered(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("registry")
     sets = [x for s in TINY + [f"data.cache_dir={root / 'cache'}"] for x in ("--set", s)]
-    with (
-        pytest.MonkeyPatch.context() as mp
-    ):  # module-scoped, so not the function-scoped monkeypatch fixture
+    # module-scoped, so not the function-scoped monkeypatch fixture
+    with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         assert run_main(["baseline", *sets, "--register", "fer-tiny"]) == 0
         yield "models:/fer-tiny/latest"
@@ -130,9 +129,8 @@ def test_bad_inputs_are_one_line_each_and_the_rest_is_processed(registered, tmp_
     notes = tmp_path / "notes.txt"
     notes.write_text("hello")
     blank = tmp_path / "blank.png"
-    cv2.imwrite(
-        str(blank), np.full((240, 320, 3), 128, np.uint8)
-    )  # a plain grey card: no face in it
+    # a plain grey card: no face in it
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 128, np.uint8))
     good = labelled_photos(3)[0]
     code = predict_main(
         [

@@ -62,9 +62,8 @@ def test_honest_protocol_splits_before_it_resamples(expw):
     )
     train_origins = set(p.origins["train"].ravel())
     for split in ("val", "test"):
-        assert (
-            not set(p.origins[split].ravel()) & train_origins
-        )  # no test face fed a training synthetic
+        # no test face fed a training synthetic
+        assert not set(p.origins[split].ravel()) & train_origins
     # Test keeps its natural distribution: exactly the loaded faces' labels.
     assert np.array_equal(np.sort(p.test.labels), np.sort(expw.labels[p.origins["test"][:, 0]]))
     m = measure(p)
@@ -157,9 +156,8 @@ def test_make_reproduce_65_runs_end_to_end_on_the_shipped_expw_sample(tmp_path):
     assert proc.returncode != 0, (
         "67 faces and 1 epoch cannot reach 0.645: the verdict must fail the command"
     )
-    assert (
-        "no full ExpW given" in out and "mmlab.ie.cuhk.edu.hk" in out
-    )  # says what is missing and where to get it
+    # says what is missing and where to get it
+    assert "no full ExpW given" in out and "mmlab.ie.cuhk.edu.hk" in out
     verdict = [line for line in out.splitlines() if line.startswith("verdict:")]
     assert len(verdict) == 1 and "BELOW TARGET" in verdict[0] and "target 0.645" in verdict[0]
     assert "67 faces" in verdict[0] and "digest" in verdict[0]

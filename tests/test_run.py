@@ -37,9 +37,8 @@ FIGURES = (
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    with (
-        pytest.MonkeyPatch.context() as mp
-    ):  # module-scoped, so not the function-scoped monkeypatch fixture
+    # module-scoped, so not the function-scoped monkeypatch fixture
+    with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         yield uri
 
@@ -143,9 +142,8 @@ def test_report_has_a_header_stays_small_and_draws_offline(quick_run, store, tmp
         for page_name in ("report.html", "per_class_f1.html"):
             page = context.new_page()
             page.goto((folder / page_name).as_uri())
-            page.wait_for_selector(
-                ".main-svg", timeout=30_000
-            )  # plotly drew: plotly.js loaded with no network
+            # plotly drew: plotly.js loaded with no network
+            page.wait_for_selector(".main-svg", timeout=30_000)
         browser.close()
 
 
@@ -273,9 +271,8 @@ def test_ctrl_c_or_sigterm_ends_the_run_killed_quietly(tmp_path, signum, code):
         "interrupted" if signum == signal.SIGINT else "terminated"
     )
     assert "Traceback" not in err
-    assert (
-        "E0000" not in err and "cuInit" not in err and "oneDNN" not in err
-    )  # TensorFlow's C++ log lines
+    # TensorFlow's C++ log lines
+    assert "E0000" not in err and "cuInit" not in err and "oneDNN" not in err
     with sqlite3.connect(db) as con:
         assert [r[0] for r in con.execute("select status from runs")] == ["KILLED"]
 
@@ -380,9 +377,8 @@ def test_a_killed_run_resumes_in_the_same_mlflow_run(tmp_path):
         m.value
         for m in sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)
     ]
-    assert (
-        losses[: len(first_losses)] == first_losses
-    )  # the epochs before the kill are kept as they were
+    # the epochs before the kill are kept as they were
+    assert losses[: len(first_losses)] == first_losses
     # Continued, not restarted: epoch 3 is nearer epoch 2's loss than a fresh first epoch's.
     assert abs(losses[2] - losses[1]) < abs(losses[2] - losses[0])
     assert after.data.metrics["epochs_run"] == 4 and after.data.tags["resumed"] == "true"
@@ -585,9 +581,8 @@ def test_without_a_browser_the_run_finishes_with_html_figures_and_its_model(tmp_
     assert "chance: 0.143 uniform" in done.stdout
     assert "warning: the model does not beat chance (0." in done.stdout
     assert "warning: F1 is 0 for " in done.stdout
-    assert (
-        "━" not in done.stdout
-    )  # no Keras progress bar from MLflow's check of the model's input example
+    # no Keras progress bar from MLflow's check of the model's input example
+    assert "━" not in done.stdout
     client = MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("baseline").experiment_id])
     assert run.info.status == "FINISHED"

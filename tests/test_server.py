@@ -180,9 +180,8 @@ def test_the_logged_model_loads_through_the_server(logged, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", base)
     mlflow.set_tracking_uri(base)
     model = mlflow.pyfunc.load_model(f"runs:/{by_name(runs, RUN_NAMES[0])['info']['run_id']}/model")
-    probs = np.asarray(
-        model.predict(np.zeros((2, 32, 32, 1), np.float32))
-    )  # 32x32 grey, as TINY trains
+    # 32x32 grey, as TINY trains
+    probs = np.asarray(model.predict(np.zeros((2, 32, 32, 1), np.float32)))
     assert probs.shape == (2, 7) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
 
 

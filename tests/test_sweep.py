@@ -295,9 +295,8 @@ def test_default_space_draws_every_kind_of_value_and_holds_the_baseline():
         "train.batch_size",
         "model.name",
     } <= set(spec.params)
-    spec.params["train.epochs"] = type(spec.params["augment.strength"])(
-        low=1, high=3
-    )  # an int range
+    # an int range
+    spec.params["train.epochs"] = type(spec.params["augment.strength"])(low=1, high=3)
     base_tree, _ = load_tree("baseline")
     for seed in range(20):
         trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask()
@@ -422,9 +421,8 @@ def test_pruned_trial_stops_training_after_the_epoch_it_was_pruned(tmp_path, tra
     trial, reporter, result = run_trial_under_always_prune(tmp_path, epochs=4)
     assert reporter.pruned and result.metrics["epochs_run"] == 1
     assert list(trial.study.trials[0].intermediate_values) == [1]  # step = epochs trained
-    assert not any(
-        k.startswith("test_") for k in result.metrics
-    )  # trials never look at the test split
+    # trials never look at the test split
+    assert not any(k.startswith("test_") for k in result.metrics)
     assert trial.user_attrs["mlflow_run_id"] == result.run_id
 
 
@@ -630,9 +628,8 @@ def test_two_workers_share_one_study_on_postgres(tmp_path, pg_env):
     numbers = [t.number for t in finished]
     assert len(set(numbers)) == len(numbers) == 4
     children = runs(env["MLFLOW_TRACKING_URI"], "trial", "duo")
-    assert sorted(int(c.data.tags["optuna.trial"]) for c in children) == sorted(
-        numbers
-    )  # one run per trial
+    # one run per trial
+    assert sorted(int(c.data.tags["optuna.trial"]) for c in children) == sorted(numbers)
     parents = runs(env["MLFLOW_TRACKING_URI"], "study", "duo")
     assert len(parents) == 2 and {c.data.tags["mlflow.parentRunId"] for c in children} <= {
         p.info.run_id for p in parents
@@ -699,9 +696,8 @@ def test_killed_worker_trial_is_failed_retried_and_the_study_completes(tmp_path,
         for r in runs(env["MLFLOW_TRACKING_URI"], "study", "crash")
         if r.data.tags["sweep.worker"].endswith(f":{victim.pid}")
     ]
-    assert (
-        victim_parent.info.status == "KILLED"
-    )  # ended by the next worker on this host, not RUNNING forever
+    # ended by the next worker on this host, not RUNNING forever
+    assert victim_parent.info.status == "KILLED"
 
 
 @pytest.mark.slow

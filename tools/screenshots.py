@@ -99,9 +99,8 @@ def main() -> int:
             page.set_default_timeout(60_000)
             page.goto(f"{base}/#/experiments/{experiment.experiment_id}/runs?{UI_VIEW}")
             page.get_by_text(runs[0].info.run_name, exact=True).first.wait_for()
-            close = page.get_by_role(
-                "button", name="Close"
-            )  # the assistant's side panel, if it opened
+            # the assistant's side panel, if it opened
+            close = page.get_by_role("button", name="Close")
             if close.count():
                 close.first.click()
             for (

@@ -269,9 +269,8 @@ def _format_validation_error(source: str, err: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{field}' (check the spelling; see experiments/baseline.yaml for the keys)"
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    if first["type"] == "value_error" and isinstance(
-        first.get("input"), dict
-    ):  # a check across keys
+    # a check across keys
+    if first["type"] == "value_error" and isinstance(first.get("input"), dict):
         return f"{source}: {first['msg'].removeprefix('Value error, ')}{more}"
     return f"{source}: {field}: {first['msg'].removeprefix('Value error, ')} (got {first.get('input')!r}){more}"
 

@@ -9,7 +9,7 @@ from workbench.core.metrics import chance_verdict
 from workbench.core.stats import with_interval
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m workbench.run", description=__doc__)
     parser.add_argument(
         "experiment",
@@ -37,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="put the trained model into the MLflow model registry as NAME (models:/NAME/latest)",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     quiet_tensorflow(args.verbose)
     with user_errors():
         from workbench.config import load_config
@@ -50,10 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.seeds:
             cfg.seeds = args.seeds
         check_arguments(cfg, args)
+        # TensorFlow loads only once the config is valid
         if cfg.seeds > 1:
-            from workbench.studies.seeds import (
-                run_seeds,
-            )  # TensorFlow loads once the config is valid
+            from workbench.studies.seeds import run_seeds
 
             print_seeds(cfg, run_seeds(cfg))
             return 0

@@ -123,8 +123,7 @@ class BestAndCheckpoint(keras.callbacks.Callback):
         """Load the best epoch's weights into the model; returns that epoch (-1 if none was scored)."""
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
-        elif (
-            self._best_file is not None
-        ):  # resumed, and no epoch since beat the one before the stop
+        # resumed, and no epoch since beat the one before the stop
+        elif self._best_file is not None:
             self.model.load_weights(self._best_file)
         return self.state.best_epoch

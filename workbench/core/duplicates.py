@@ -32,9 +32,8 @@ def phash(images: np.ndarray) -> np.ndarray:
         grey = image[..., 0] if image.shape[-1] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
         low = cv2.dct(small)[:8, :8].ravel()
-        bits[i] = low > np.median(
-            low[1:]
-        )  # the DC term (overall brightness) left out of the median
+        # the DC term (overall brightness) left out of the median
+        bits[i] = low > np.median(low[1:])
     return np.packbits(bits, axis=1).view(">u8").ravel().astype(np.uint64)
 
 

@@ -84,6 +84,35 @@ class FitResult:
     resumed_from: int  # epochs already done when this call started (0 = a fresh start)
 
 
+def callbacks_for(
+    recipe: TrainConfig, val: tuple[np.ndarray, np.ndarray], best: BestAndCheckpoint, hooks
+) -> list[keras.callbacks.Callback]:
+    """Order matters: scores first (everything after reads them), then the checkpoint, then the
+    logger, so an epoch is logged only once it is saved; the caller's callbacks (a pruner) see a
+    logged epoch."""
+    eval_batch = max(256, recipe.batch_size)
+    out = [
+        ValidationScores(val[0].astype(np.float32), val[1], eval_batch),
+        LearningRate(),
+        EpochTime(),  # after the scoring (its time counts), before the checkpoint saves the logs
+        best,
+    ]
+    if hooks.log_epoch is not None:
+        out.append(EpochLog(hooks.log_epoch))
+    out += list(hooks.callbacks)
+    monitor, mode = recipe.monitor, best.mode
+    if recipe.early_stopping_patience:
+        patience = recipe.early_stopping_patience
+        out.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, mode=mode))
+    if recipe.schedule == "plateau":
+        out.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, mode=mode, factor=0.5, patience=3, min_lr=1e-6
+            )
+        )
+    return out
+
+
 def progress(verbose: bool) -> int:
     """Keras' verbosity: a bar on a terminal, a line per epoch in logs, nothing when quiet."""
     return 0 if not verbose else 1 if sys.stdout.isatty() else 2
@@ -123,32 +152,8 @@ def fit(
         if log_epoch is not None:
             for epoch in range(initial_epoch):
                 log_epoch(epoch, {k: v[epoch] for k, v in state.history.items() if len(v) > epoch})
-    monitor = recipe.monitor
-    best = BestAndCheckpoint(monitor, checkpoint_dir, state)
-    eval_batch = max(256, recipe.batch_size)
-    # Order matters: scores first (everything after reads them), then the checkpoint, then the logger,
-    # so an epoch is logged only once it is saved; the caller's callbacks (a pruner) see a logged epoch.
-    all_callbacks = [
-        ValidationScores(val[0].astype(np.float32), val[1], eval_batch),
-        LearningRate(),
-        EpochTime(),  # after the scoring (its time counts), before the checkpoint saves the logs
-        best,
-    ]
-    if log_epoch is not None:
-        all_callbacks.append(EpochLog(log_epoch))
-    all_callbacks += list(hooks.callbacks)
-    if recipe.early_stopping_patience:
-        all_callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=recipe.early_stopping_patience, mode=best.mode
-            )
-        )
-    if recipe.schedule == "plateau":
-        all_callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor, mode=best.mode, factor=0.5, patience=3, min_lr=1e-6
-            )
-        )
+    best = BestAndCheckpoint(recipe.monitor, checkpoint_dir, state)
+    all_callbacks = callbacks_for(recipe, val, best, hooks)
     if initial_epoch < recipe.epochs:
         model.fit(
             training_dataset(train[0], train[1], recipe.batch_size, augment, seed),

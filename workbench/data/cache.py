@@ -61,9 +61,8 @@ def cache_key(fmt: str, source_digest: str, params: dict) -> str:
 
 def load(cache_dir: Path, key: str) -> Faces | None:
     if cache_dir.is_dir():
-        drop_stale_temps(
-            cache_dir
-        )  # a run that only reads the cache also clears dead writers' temps
+        # a run that only reads the cache also clears dead writers' temps
+        drop_stale_temps(cache_dir)
     entry = cache_dir / key
     meta_path = entry / "meta.json"
     if not meta_path.is_file():

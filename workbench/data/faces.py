@@ -22,9 +22,8 @@ class Faces:
     images: np.ndarray  # (N, S, S, C) uint8: C = 1 (grey) or 3 (RGB)
     labels: np.ndarray  # (N,) int64 in 0..6
     groups: np.ndarray  # (N,) str: faces sharing a group come from one source image
-    splits: (
-        np.ndarray
-    )  # (N,) str: the dataset's own split ("train"/"val"/"test") or "" if it has none
+    # (N,) str: the dataset's own split ("train"/"val"/"test") or "" if it has none
+    splits: np.ndarray
     ids: np.ndarray  # (N,) str: where each face came from (file, row, box), for lineage and figures
     format: str = ""
     path: str = ""

@@ -492,9 +492,8 @@ class Outputs:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_tensorflow(args.verbose)
-    os.environ.setdefault(
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
-    )  # one bar: ours, over the files
+    # one bar: ours, over the files
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with user_errors():
         from tqdm import tqdm
 

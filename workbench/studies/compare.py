@@ -104,13 +104,14 @@ def find_runs(client, experiments: list[str], run_ids: list[str], metric: str, t
                 f"--experiment {name}: no such MLflow experiment in {display_uri(tracking_uri())} (known: {known})"
             )
         ids.append(exp.experiment_id)
+    # a seeds parent stands for its children: ranked by their mean
     runs = [
         r
         for r in client.search_runs(
             ids, filter_string="attributes.status = 'FINISHED'", max_results=5000
         )
         if metric in r.data.metrics and r.data.tags.get("seeds.role") != "seed"
-    ]  # a seeds parent stands for its children: ranked by their mean
+    ]
     runs = sorted(runs, key=lambda r: -r.data.metrics[metric])[:top]
     if not runs:
         raise WorkbenchError(

@@ -89,44 +89,7 @@ def open_study(
 ) -> optuna.Study:
     """Create or join the study. A study created with another space or base config is refused; a
     resumed or joined one gets a sampler seeded past the trials it already holds."""
-    # The heartbeat is what makes a dead worker's trial recoverable; Optuna still labels it experimental.
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    hb = spec.heartbeat
-    engine_kwargs: dict = {"pool_pre_ping": True}
-    if url.startswith("postgresql"):
-        engine_kwargs["connect_args"] = {"connect_timeout": 30}  # unreachable: fails, never hangs
-    if url.startswith("sqlite"):
-        # SQLite serialises writers; a generous lock timeout keeps concurrent workers from failing.
-        engine_kwargs = {"connect_args": {"timeout": 120}}
-    last_error = None
-    for attempt in range(3):  # two workers creating the schema at the same moment: one retries
-        try:
-            storage = optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=hb.interval,
-                grace_period=hb.grace_period,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=hb.max_retry
-                ),
-            )
-            study = optuna.create_study(
-                study_name=name,
-                storage=storage,
-                load_if_exists=True,
-                direction=spec.objective.direction,
-                sampler=sampler(spec, 0),
-                pruner=pruner(spec, epochs),
-            )
-            break
-        except SQLAlchemyError as err:
-            last_error = err
-            time.sleep(1 + attempt)
-    else:
-        reason = str(getattr(last_error, "orig", None) or last_error).splitlines()[0]
-        raise WorkbenchError(f"--storage {masked(url)}: cannot use it ({reason})")
+    study = create_or_load(spec, name, url, epochs)
     mark = fingerprint(spec, base_tree)
     known = study.user_attrs.get("fingerprint")
     if known is None:
@@ -143,6 +106,50 @@ def open_study(
         )
     study.sampler = sampler(spec, len(study.trials) + 7919 * worker)
     return study
+
+
+def engine_options(url: str) -> dict:
+    if url.startswith("sqlite"):
+        # SQLite serialises writers; a generous lock timeout keeps concurrent workers from failing.
+        return {"connect_args": {"timeout": 120}}
+    options: dict = {"pool_pre_ping": True}
+    if url.startswith("postgresql"):
+        options["connect_args"] = {"connect_timeout": 30}  # unreachable: fails, never hangs
+    return options
+
+
+def create_or_load(spec: SweepSpec, name: str, url: str, epochs: int) -> optuna.Study:
+    """The study in `url`, created if new, with heartbeats; two workers creating the schema at the
+    same moment: one retries."""
+    # The heartbeat is what makes a dead worker's trial recoverable; Optuna still labels it experimental.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    hb = spec.heartbeat
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=hb.max_retry)
+    last_error = None
+    for attempt in range(3):
+        try:
+            storage = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_options(url),
+                heartbeat_interval=hb.interval,
+                grace_period=hb.grace_period,
+                heartbeat_stale_trial_callback=retry,
+            )
+            return optuna.create_study(
+                study_name=name,
+                storage=storage,
+                load_if_exists=True,
+                direction=spec.objective.direction,
+                sampler=sampler(spec, 0),
+                pruner=pruner(spec, epochs),
+            )
+        except SQLAlchemyError as err:
+            last_error = err
+            time.sleep(1 + attempt)
+    reason = str(getattr(last_error, "orig", None) or last_error).splitlines()[0]
+    raise WorkbenchError(f"--storage {masked(url)}: cannot use it ({reason})")
 
 
 def states(study: optuna.Study, names) -> list[optuna.trial.FrozenTrial]:

@@ -41,9 +41,8 @@ class Worker:
             unit="trial",
         )
         while True:
-            optuna.storages.fail_stale_trials(
-                self.study
-            )  # a dead worker's trial: FAIL, then a retry
+            # a dead worker's trial: FAIL, then a retry
+            optuna.storages.fail_stale_trials(self.study)
             self.close_orphaned_runs()
             self.close_dead_workers_runs()
             if self.timeout and time.monotonic() - started > self.timeout:

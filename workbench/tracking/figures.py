@@ -116,9 +116,8 @@ def face_grid(
         rows=rows, cols=cols, subplot_titles=titles, vertical_spacing=0.12, horizontal_spacing=0.02
     )
     for k, i in enumerate(index):
-        face = (
-            images[i] if images.shape[-1] == 3 else np.repeat(images[i], 3, axis=-1)
-        )  # go.Image wants RGB
+        # go.Image wants RGB
+        face = images[i] if images.shape[-1] == 3 else np.repeat(images[i], 3, axis=-1)
         fig.add_trace(
             go.Image(z=face, hovertemplate=f"{titles[k]}<extra></extra>"),
             row=k // cols + 1,

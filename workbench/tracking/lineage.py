@@ -17,7 +17,6 @@ import pandas as pd
 from workbench import CLASS_NAMES, NUM_CLASSES
 from workbench.config import ExperimentConfig
 from workbench.data.faces import Faces
-from workbench.errors import WorkbenchError
 
 
 def log_config(cfg: ExperimentConfig, data_path: str | None = None) -> None:
@@ -45,6 +44,9 @@ def _manifest(faces: Faces, synthetic: np.ndarray) -> pd.DataFrame:
     )
 
 
+CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}
+
+
 def log_dataset(
     parts: dict[str, Faces],
     synthetic: dict[str, np.ndarray],
@@ -56,10 +58,26 @@ def log_dataset(
 ) -> dict:
     """mlflow.log_input per split (name, digest, counts) plus dataset/lineage.json; returns the lineage.
     `inputs=False` (a resumed run, which has them) only computes the lineage."""
-    if not inputs:
-        manifest = False
-    contexts = {"train": "training", "val": "validation", "test": "testing"}
-    lineage = {
+    lineage = lineage_record(source, protocol, split_method)
+    frames = {name: _manifest(faces, synthetic[name]) for name, faces in parts.items()}
+    for name, faces in parts.items():
+        entry = split_entry(source, name, faces, synthetic[name])
+        lineage["splits"][name] = entry
+        if inputs:
+            log_split_input(source, name, frames[name], entry)
+    if inputs:
+        mlflow.log_dict(lineage, "dataset/lineage.json")
+    if inputs and manifest:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "manifest.csv.gz"
+            table = pd.concat([df.assign(split=name) for name, df in frames.items()])
+            table.to_csv(path, index=False)
+            mlflow.log_artifact(str(path), "dataset")
+    return lineage
+
+
+def lineage_record(source: Faces, protocol: str, split_method: str) -> dict:
+    return {
         "format": source.format,
         "path": source.path,
         "digest": source.digest,
@@ -72,71 +90,33 @@ def log_dataset(
             "items": [{"item": s.item, "reason": s.reason} for s in source.skipped[:1000]],
         },
     }
-    frames = {}
-    for name, faces in parts.items():
-        df = _manifest(faces, synthetic[name])
-        frames[name] = df
-        counts = np.bincount(faces.labels, minlength=NUM_CLASSES)
-        n_synth = int(synthetic[name].sum())
-        split_digest = _digest(source.digest, name, faces.ids)
-        lineage["splits"][name] = {
-            "faces": len(faces),
-            "synthetic": n_synth,
-            "digest": split_digest,
-            "per_class": {c: int(n) for c, n in zip(CLASS_NAMES, counts)},
-        }
-        dataset = mlflow.data.from_pandas(
-            df,
-            source=source.path,
-            targets="label",
-            name=f"{Path(source.path).name}:{name}",
-            digest=split_digest[:16],
-        )
-        tags = {
-            "faces": str(len(faces)),
-            "synthetic": str(n_synth),
-            "skipped_at_load": str(len(source.skipped)),
-            "per_class": json.dumps(lineage["splits"][name]["per_class"]),
-        }
-        if inputs:
-            log_input(dataset, contexts[name], tags)
-    if inputs:
-        mlflow.log_dict(lineage, "dataset/lineage.json")
-    if manifest:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "manifest.csv.gz"
-            pd.concat([df.assign(split=name) for name, df in frames.items()]).to_csv(
-                path, index=False
-            )
-            mlflow.log_artifact(str(path), "dataset")
-    return lineage
 
 
-def predictions_frame(ev, ids: np.ndarray) -> pd.DataFrame:
-    """One row per face: its id, true and predicted label, and the 7 probabilities."""
-    frame = pd.DataFrame({"id": ids, "label": ev.y_true, "predicted": ev.y_pred})
-    probs = np.asarray(ev.probs, dtype=np.float64)
-    return frame.assign(**{f"p_{c}": probs[:, i].round(6) for i, c in enumerate(CLASS_NAMES)})
+def split_entry(source: Faces, name: str, faces: Faces, synthetic: np.ndarray) -> dict:
+    counts = np.bincount(faces.labels, minlength=NUM_CLASSES)
+    return {
+        "faces": len(faces),
+        "synthetic": int(synthetic.sum()),
+        "digest": _digest(source.digest, name, faces.ids),
+        "per_class": {c: int(n) for c, n in zip(CLASS_NAMES, counts)},
+    }
 
 
-def log_predictions(ev, ids: np.ndarray, split: str) -> None:
-    """predictions/<split>.csv.gz: what compare --runs A B matches face by face."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{split}.csv.gz"
-        predictions_frame(ev, ids).to_csv(path, index=False)
-        mlflow.log_artifact(str(path), "predictions")
-
-
-def load_predictions(run_id: str, split: str = "test") -> pd.DataFrame:
-    """A run's per-face predictions, or a one-line error for a run that has none."""
-    try:
-        path = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/predictions/{split}.csv.gz")
-    except Exception:  # noqa: BLE001 - MLflow raises several kinds for a missing artifact
-        raise WorkbenchError(
-            f"run {run_id}: no predictions/{split}.csv.gz (runs tested before per-face predictions "
-            "were logged have none); run its config again"
-        ) from None
-    return pd.read_csv(path, dtype={"id": str})
+def log_split_input(source: Faces, name: str, frame: pd.DataFrame, entry: dict) -> None:
+    dataset = mlflow.data.from_pandas(
+        frame,
+        source=source.path,
+        targets="label",
+        name=f"{Path(source.path).name}:{name}",
+        digest=entry["digest"][:16],
+    )
+    tags = {
+        "faces": str(entry["faces"]),
+        "synthetic": str(entry["synthetic"]),
+        "skipped_at_load": str(len(source.skipped)),
+        "per_class": json.dumps(entry["per_class"]),
+    }
+    log_input(dataset, CONTEXTS[name], tags)
 
 
 def log_input(dataset, context: str, tags: dict[str, str], attempts: int = 4) -> None:

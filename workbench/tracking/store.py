@@ -152,9 +152,8 @@ def configure(experiment_name: str) -> str:
                         tags={"mlflow.experimentKind": "custom_model_development"},
                     )
                 except mlflow.exceptions.MlflowException:
-                    experiment = mlflow.get_experiment_by_name(
-                        experiment_name
-                    )  # another worker created it
+                    # another worker created it
+                    experiment = mlflow.get_experiment_by_name(experiment_name)
                     if experiment is None:
                         raise
                     experiment_id = experiment.experiment_id
