@@ -207,7 +207,7 @@ def test_sweep_trials_are_nested_runs_on_the_server(logged):
 
 
 def test_compare_ranks_the_server_runs(logged, tmp_path, monkeypatch, capsys):
-    from workbench.studies.compare import main as compare_main
+    from workbench.studies.ranking import main as compare_main
 
     base, _, runs = logged
     monkeypatch.setenv("MLFLOW_TRACKING_URI", base)

@@ -17,7 +17,7 @@ import warnings
 from workbench.errors import Terminated, WorkbenchError
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, default: str = "baseline") -> None:
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set",
         dest="overrides",

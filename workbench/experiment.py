@@ -518,8 +518,7 @@ def log_evaluation(
         figs[f"{split}_predictions"] = figures.prediction_grid(images, ev, seed)
         figs["confident_mistakes"] = figures.confident_mistakes(images, ev)
     with tempfile.TemporaryDirectory() as tmp:
-        # A sweep's trials: HTML only (starting the PNG renderer costs ~4 s a trial, 3 minutes of a
-        # 40-trial study); the study's own report page holds the figures to compare trials.
+        # A sweep's trials: HTML only (a PNG renderer per trial adds up); the study's page compares them.
         js = None if light else store.shared_plotly_js()
         figures.write_figures(figs, Path(tmp), png=not light, plotly_js=js)
         if not light:

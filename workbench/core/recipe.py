@@ -85,8 +85,7 @@ class StepSchedule(keras.callbacks.Callback):
     """Sets the optimizer's learning rate from a Keras schedule before every training batch: the same
     values as passing the schedule to the optimizer, but the traced training step then reads one
     variable. Passed to the optimizer, the schedule is traced once per weight (AdamW asks for the rate
-    for each weight's decoupled decay) and CosineDecay's warm-up is a tf.cond each time: ~100 conds
-    for mini-Xception, ~35 s of tracing on 2 CPU cores, longer than an epoch of the bundled sample."""
+    for each weight's decoupled decay), and CosineDecay's warm-up is a tf.cond each time."""
 
     def __init__(self, schedule):
         super().__init__()

@@ -18,17 +18,15 @@ import cv2
 import numpy as np
 
 from workbench.data.decode import clip_box
+from workbench.serve import DEFAULT_DETECTOR, MIN_FACE
 
 CASCADE = "haarcascade_frontalface_default.xml"
-# Haar settings measured on the 368 labelled faces of the ExpW origin sample: scale 1.05, 5 neighbours
-# and a 10% margin find the most with IoU >= 0.5 (the best of 12 combinations tried).
+# Haar settings: the combination that finds the most labelled ExpW faces (docs/benchmarks.md).
 SCALE_FACTOR = 1.05
 MIN_NEIGHBOURS = 5
 HAAR_MARGIN = 0.10
-# MTCNN's boxes run from the brows to the chin (width/height 0.76); ExpW's label boxes (and so the
-# training crops) are square and larger. On the same 368 faces, growing MTCNN's box by 15% of its width
-# on every side and keeping detections of confidence >= 0.9 finds 86.4% (at --min-face 32; the best
-# region of 54 combinations of margin 0-25%, confidence 0.8-0.95, minimum size 0-32: 84.8-88.0%).
+# MTCNN's boxes run from the brows to the chin; ExpW's label boxes (and so the training crops) are
+# square and larger: the box grows by this fraction of its width on every side.
 MTCNN_MARGIN = 0.15
 MTCNN_MIN_SCORE = 0.9
 
@@ -86,7 +84,7 @@ def widen(x: float, y: float, w: float, h: float, margin: float, shape) -> Box:
 class HaarDetector:
     name = "haar"
 
-    def __init__(self, min_face: int = 32, margin: float = HAAR_MARGIN):
+    def __init__(self, min_face: int = MIN_FACE, margin: float = HAAR_MARGIN):
         self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
         if self.cascade.empty():
             raise RuntimeError(f"OpenCV could not load its {CASCADE}")
@@ -112,7 +110,10 @@ class MtcnnDetector:
     name = "mtcnn"
 
     def __init__(
-        self, min_face: int = 32, margin: float = MTCNN_MARGIN, min_score: float = MTCNN_MIN_SCORE
+        self,
+        min_face: int = MIN_FACE,
+        margin: float = MTCNN_MARGIN,
+        min_score: float = MTCNN_MIN_SCORE,
     ):
         from mtcnn import MTCNN  # TensorFlow: imported only when this detector is asked for
 
@@ -139,10 +140,9 @@ class MtcnnDetector:
 
 
 DETECTORS = {"mtcnn": MtcnnDetector, "haar": HaarDetector}
-DEFAULT_DETECTOR = "mtcnn"
 
 
-def make_detector(name: str, min_face: int = 32):
+def make_detector(name: str = DEFAULT_DETECTOR, min_face: int = MIN_FACE):
     return DETECTORS[name](min_face=min_face)
 
 

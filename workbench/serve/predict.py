@@ -24,6 +24,7 @@ from pathlib import Path
 
 from workbench.cli import add_verbose_argument, positive_int, quiet_tensorflow, user_errors
 from workbench.errors import WorkbenchError
+from workbench.serve import DEFAULT_DETECTOR, MIN_FACE
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -74,8 +75,8 @@ def parse_args(argv):
     parser.add_argument(
         "--min-face",
         type=positive_int,
-        default=32,
-        help="smallest face side in pixels (default 32)",
+        default=MIN_FACE,
+        help=f"smallest face side in pixels (default {MIN_FACE})",
     )
     parser.add_argument(
         "--every",
@@ -93,7 +94,7 @@ def parse_args(argv):
     parser.add_argument(
         "--detector",
         choices=["mtcnn", "haar"],
-        default="mtcnn",  # = detect.DEFAULT_DETECTOR (not imported here: it loads OpenCV)
+        default=DEFAULT_DETECTOR,
         help="mtcnn (finds profiles and small faces, gives eye landmarks; default) or haar (faster, "
         "frontal faces only)",
     )
@@ -142,7 +143,7 @@ class Predictor:
         min_face: int,
         threshold: float,
         batch_size: int,
-        detector: str = "haar",
+        detector: str = DEFAULT_DETECTOR,
         align: bool = True,
     ):
         from workbench import CLASS_NAMES

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         original = config_from_dict(apply_overrides(tree, args.overrides), source)  # --set last
         for note in notes:
             print(f"note: {note}")
-        from workbench.studies.comparison import run_comparison
+        from workbench.studies.protocol_pair import run_comparison
 
         outcome = run_comparison(original, args.data, args.target, Path(args.report_dir))
         print(outcome.verdict)

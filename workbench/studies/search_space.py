@@ -73,7 +73,7 @@ class Param(_Strict):
         return self
 
 
-class Objective(_Strict):
+class ObjectiveSpec(_Strict):
     metric: Literal["val_macro_f1", "val_balanced_accuracy", "val_accuracy", "val_loss"] = (
         "val_macro_f1"
     )
@@ -112,7 +112,7 @@ class Heartbeat(_Strict):
 
 class SweepSpec(_Strict):
     experiment: str = "baseline"
-    objective: Objective = Field(default_factory=Objective)
+    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     sampler: Sampler = Field(default_factory=Sampler)
     pruner: Pruner = Field(default_factory=Pruner)
     heartbeat: Heartbeat = Field(default_factory=Heartbeat)

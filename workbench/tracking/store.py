@@ -89,8 +89,11 @@ def ui_command(uri: str) -> str:
     if urlparse(uri).scheme in ("http", "https"):
         return f"open {display_uri(uri).rstrip('/')}/{UI_VIEW}"
     if uri == f"sqlite:///{default_store_dir() / 'mlflow.db'}":
-        return f"make ui   (then open http://127.0.0.1:5000/{UI_VIEW})"
-    return f"mlflow ui --backend-store-uri {display_uri(uri)} --host 127.0.0.1 --port 5000   (then open http://127.0.0.1:5000/{UI_VIEW})"
+        uri = "sqlite:///mlruns/mlflow.db"  # the default store, from the folder the run ran in
+    return (
+        f"mlflow ui --backend-store-uri {display_uri(uri)} --host 127.0.0.1 --port 5000   "
+        f"(then open http://127.0.0.1:5000/{UI_VIEW})"
+    )
 
 
 STORE_LOCK_TIMEOUT_S = 300
