@@ -500,28 +500,20 @@ def test_compare_two_runs_face_by_face_and_refuses_different_faces(quick_run, st
         assert "test accuracy      0." in done.stdout and "] " in done.stdout  # with its interval
         ids[name] = done.stdout.split("MLflow run         ")[1].split()[0]
     cmd = [sys.executable, "-m", "workbench.compare", "--out", str(tmp_path / "c.html"), "--runs"]
-    same = subprocess.run(
-        [*cmd, result.run_id, ids["lr"]],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def compare(a, b):
+        return subprocess.run(
+            [*cmd, a, b], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        )
+
+    same = compare(result.run_id, ids["lr"])
     assert same.returncode == 0, same.stderr[-2000:]
     assert "accuracy A - B" in same.stdout and "McNemar p = " in same.stdout
     verdict = [line for line in same.stdout.splitlines() if "verdict" in line]
     assert len(verdict) == 1 and (
         "better at the 5% level" in verdict[0] or "no difference" in verdict[0]
     )
-    other = subprocess.run(
-        [*cmd, result.run_id, ids["seed"]],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    other = compare(result.run_id, ids["seed"])
     assert other.returncode == 2 and "Traceback" not in other.stderr
     assert "were tested on different faces (" in other.stderr
 
