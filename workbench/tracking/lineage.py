@@ -17,6 +17,7 @@ import pandas as pd
 from workbench import CLASS_NAMES, NUM_CLASSES
 from workbench.config import ExperimentConfig
 from workbench.data.faces import Faces
+from workbench.errors import WorkbenchError
 
 
 def log_config(cfg: ExperimentConfig, data_path: str | None = None) -> None:
@@ -117,6 +118,33 @@ def log_split_input(source: Faces, name: str, frame: pd.DataFrame, entry: dict) 
         "per_class": json.dumps(entry["per_class"]),
     }
     log_input(dataset, CONTEXTS[name], tags)
+
+
+def predictions_frame(ev, ids: np.ndarray) -> pd.DataFrame:
+    """One row per face: its id, true and predicted label, and the 7 probabilities."""
+    frame = pd.DataFrame({"id": ids, "label": ev.y_true, "predicted": ev.y_pred})
+    probs = np.asarray(ev.probs, dtype=np.float64)
+    return frame.assign(**{f"p_{c}": probs[:, i].round(6) for i, c in enumerate(CLASS_NAMES)})
+
+
+def log_predictions(ev, ids: np.ndarray, split: str) -> None:
+    """predictions/<split>.csv.gz: what compare --runs A B matches face by face."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{split}.csv.gz"
+        predictions_frame(ev, ids).to_csv(path, index=False)
+        mlflow.log_artifact(str(path), "predictions")
+
+
+def load_predictions(run_id: str, split: str = "test") -> pd.DataFrame:
+    """A run's per-face predictions, or a one-line error for a run that has none."""
+    try:
+        path = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/predictions/{split}.csv.gz")
+    except Exception:  # noqa: BLE001 - MLflow raises several kinds for a missing artifact
+        raise WorkbenchError(
+            f"run {run_id}: no predictions/{split}.csv.gz (runs tested before per-face predictions "
+            "were logged have none); run its config again"
+        ) from None
+    return pd.read_csv(path, dtype={"id": str})
 
 
 def log_input(dataset, context: str, tags: dict[str, str], attempts: int = 4) -> None:
