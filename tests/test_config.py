@@ -214,3 +214,23 @@ def test_a_missing_fer2013_says_where_to_get_it_and_which_set(tmp_path, monkeypa
         load_faces(cfg.data, cfg.seed)
     assert str(err.value).startswith("data.path: fer2013.csv.gz does not exist (FER-2013 is ")
     assert "Kaggle" in str(err.value) and "--set data.path=" in str(err.value)
+
+
+def test_sigterm_that_surfaces_as_another_error_is_still_a_stop(capsys):
+    import os
+    import signal
+    import time
+
+    from workbench.cli import user_errors
+    from workbench.errors import Terminated
+
+    with pytest.raises(SystemExit) as exit_, user_errors():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except Terminated:  # what TensorFlow does to it when the signal lands while it traces
+            raise RuntimeError("graph tracing failed") from None
+    assert exit_.value.code == 143 and capsys.readouterr().err.strip() == "terminated"
+    with pytest.raises(SystemExit) as again, user_errors():  # a new command: no stop pending
+        raise OSError(28, "No space left on device", "/x")
+    assert again.value.code == 2

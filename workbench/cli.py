@@ -14,7 +14,7 @@ import sys
 import threading
 import warnings
 
-from workbench.errors import Terminated, WorkbenchError
+from workbench.errors import Terminated, WorkbenchError, note_stop, stopped_by
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +113,7 @@ def user_errors():
     """WorkbenchError -> `error: ...` on one line, exit 2; Ctrl-C -> exit 130 and SIGTERM -> 143
     (the shell's codes for a process the signal ended), without a traceback."""
     previous = None
+    note_stop(None)
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
@@ -121,6 +122,9 @@ def user_errors():
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except Exception as err:
+        if (signum := stopped_by()) is not None:  # the stop, surfacing as another exception
+            print("terminated", file=sys.stderr)
+            sys.exit(128 + signum)
         if (full := disk_full(err)) is None:
             raise
         print(f"error: {full}", file=sys.stderr)
@@ -154,6 +158,7 @@ def disk_full(err: BaseException) -> str | None:
 
 
 def _raise_terminated(signum, frame):
+    note_stop(signum)
     raise Terminated(signum)
 
 

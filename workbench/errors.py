@@ -12,3 +12,20 @@ class Terminated(KeyboardInterrupt):
     def __init__(self, signum: int):
         super().__init__(f"signal {signum}")
         self.signum = signum
+
+
+# The signal that asked this process to stop, once one did: an exception that TensorFlow raises in
+# place of Terminated (the signal landed while it traced a graph) is still the stop, not a failure.
+_STOPPED_BY: list[int] = []
+
+
+def stopped_by() -> int | None:
+    return _STOPPED_BY[-1] if _STOPPED_BY else None
+
+
+def note_stop(signum: int | None) -> None:
+    """Record the stop (None: a new command starts, nothing asked it to stop)."""
+    if signum is None:
+        _STOPPED_BY.clear()
+    else:
+        _STOPPED_BY.append(signum)

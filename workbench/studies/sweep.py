@@ -256,4 +256,7 @@ class Sweep:
 def _no_interrupt_traceback(record: logging.LogRecord) -> bool:
     """Ctrl-C or SIGTERM during a trial: Optuna logs the failed trial with a traceback; the command
     already says `interrupted`/`terminated` on one line."""
-    return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
+    from workbench.errors import stopped_by
+
+    stop = record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt)
+    return not (stop or (record.exc_info and stopped_by() is not None))

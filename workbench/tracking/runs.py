@@ -11,7 +11,7 @@ import sys
 import mlflow
 from mlflow.entities import RunStatus
 
-from workbench.errors import WorkbenchError
+from workbench.errors import WorkbenchError, stopped_by
 from workbench.tracking.checkpoints import UNFINISHED
 
 
@@ -39,7 +39,7 @@ def tracked_run(
         _end_run(RunStatus.KILLED)
         raise
     except BaseException:
-        _end_run(RunStatus.FAILED)
+        _end_run(RunStatus.KILLED if stopped_by() is not None else RunStatus.FAILED)
         raise
     else:
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
