@@ -218,8 +218,13 @@ def run_tags(
 
 def audit_duplicates(prepared: Prepared) -> duplicates.Audit:
     """Validation and test faces that copy a real (not SMOTE-made) training face."""
-    real = prepared.train.images[~prepared.synthetic["train"]]
-    return duplicates.audit(real, {"val": prepared.val.images, "test": prepared.test.images})
+    evaluated = {"val": prepared.val.images, "test": prepared.test.images}
+    return duplicates.audit(real_training_faces(prepared), evaluated)
+
+
+def real_training_faces(prepared: Prepared) -> np.ndarray:
+    """The training images SMOTE did not make: what the audit's partner indices point into."""
+    return prepared.train.images[~prepared.synthetic["train"]]
 
 
 def drop_duplicates(prepared: Prepared, dups: duplicates.Audit) -> Prepared:
@@ -254,11 +259,11 @@ def log_duplicates(
     """The audit's counts, and (full runs) a grid of the copied faces beside their training face."""
     if not fresh:
         return
-    mlflow.log_metrics(dups.metrics())
+    found = dups.metrics()
+    mlflow.log_metrics(found)
     mlflow.set_tags(
         {"dedupe": cfg.data.dedupe, "dup_hash": f"pHash 64-bit, Hamming <= {dups.threshold}"}
     )
-    found = dups.metrics()
     if found.get("dup_test_in_train_near") or found.get("dup_val_in_train_near"):
         n = int(found.get("dup_test_in_train_near", 0))
         print(
@@ -268,14 +273,13 @@ def log_duplicates(
     if cfg.purpose.light or cfg.data.dedupe != "off" or not dups.found("test"):
         return  # dropped faces are not in the test split any more
     test = dups.splits["test"]
-    real = prepared.train.images[~prepared.synthetic["train"]]
     index = np.flatnonzero(test.duplicated)[:8]
     pairs = [(int(i), int(test.partner[i]), "exact" if test.exact[i] else "near") for i in index]
-    images = prepared.test.images if cfg.data.dedupe == "off" else None
-    if images is None:
-        return  # dropped from the test split: no faces left to show beside their copies
     fig = figures.duplicate_pairs(
-        images, real, pairs, f"Test faces that copy a training face ({int(test.duplicated.sum())})"
+        prepared.test.images,
+        real_training_faces(prepared),
+        pairs,
+        f"Test faces that copy a training face ({int(test.duplicated.sum())})",
     )
     with tempfile.TemporaryDirectory() as tmp:
         figures.write_figures(
