@@ -32,8 +32,9 @@ def main(argv=None) -> int:
     with user_errors():
         from workbench.config import load_config
         from workbench.core import stats
+        from workbench.core.tta import predict
         from workbench.data import load_faces
-        from workbench.experiment import audit_duplicates, predict, prepare_faces
+        from workbench.experiment import audit_duplicates, prepare_faces
         from workbench.serve import shipped
 
         model = shipped.load_model()
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
         faces = load_faces(cfg.data, cfg.data_seed)
         prepared = prepare_faces(faces, cfg)
         dups = audit_duplicates(prepared)
-        tta = shipped.card()["test"]["tta_flip"]
+        tta = shipped.tta()
         probs, _ = predict(model, prepared.test.images, tta)
         y, pred = prepared.test.labels, probs.argmax(axis=1)
         keep = ~dups.splits["test"].duplicated

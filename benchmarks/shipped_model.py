@@ -29,10 +29,10 @@ from results_file import write_results  # noqa: E402
 
 from workbench.config import DataConfig  # noqa: E402
 from workbench.core.metrics import chance_levels, evaluate  # noqa: E402
+from workbench.core.tta import predict  # noqa: E402
 from workbench.data import load_faces  # noqa: E402
 from workbench.data.decode import read_rgb, resize_face  # noqa: E402
 from workbench.data.expw import crop_face, parse_label_file  # noqa: E402
-from workbench.experiment import predict  # noqa: E402
 from workbench.serve import shipped  # noqa: E402
 from workbench.serve.detect import Box, crop, iou, make_detector  # noqa: E402
 
@@ -50,13 +50,13 @@ def score(labels: np.ndarray, probs: np.ndarray) -> dict:
     } | chance_levels(np.asarray(labels))
 
 
-def classify(model, crops: list[np.ndarray], tta: bool) -> np.ndarray:
+def classify(model, crops: list[np.ndarray], tta: str) -> np.ndarray:
     size, channels = int(model.input_shape[1]), int(model.input_shape[-1])
     images = np.stack([resize_face(c, size, channels) for c in crops])
     return predict(model, images, tta)[0]
 
 
-def expw_photos(model, tta: bool, labels: Path, folder: Path) -> dict[str, dict]:
+def expw_photos(model, tta: str, labels: Path, folder: Path) -> dict[str, dict]:
     """The labelled faces cut by their label box, and those MTCNN finds, cut with and without alignment."""
     boxes = parse_label_file(labels)
     photos = {name: read_rgb(folder / name) for name in {b.image for b in boxes}}
@@ -77,7 +77,7 @@ def expw_photos(model, tta: bool, labels: Path, folder: Path) -> dict[str, dict]
     return out
 
 
-def ferplus(model, tta: bool, fer_csv: Path, ferplus_csv: Path, matched_csv: Path) -> dict:
+def ferplus(model, tta: str, fer_csv: Path, ferplus_csv: Path, matched_csv: Path) -> dict:
     votes = pd.read_csv(ferplus_csv)
     pairs = pd.read_csv(matched_csv)
     rows = pd.read_csv(fer_csv, usecols=["emotion", "pixels"]).iloc[
@@ -110,7 +110,7 @@ def main() -> int:
     args = parser.parse_args()
     data = Path(args.shared)
     model, card = shipped.load_model(), shipped.card()
-    tta = bool(card["test"]["tta_flip"])
+    tta = shipped.tta()
 
     fer_csv = data / "fer2013" / "fer2013.csv.gz"
     private = shipped.sample_check(model, tta, str(fer_csv))
@@ -131,7 +131,7 @@ def main() -> int:
         data / "fer2013" / "fer2013_first1167_original_rows_matched.csv",
     )
 
-    print(f"\nshipped model: {card['model']}, flip TTA {tta}\n")
+    print(f"\nshipped model: {card['model']}, TTA {tta}\n")
     print(
         f"{'data':<48} {'faces':>6} {'accuracy':>9} {'macro-F1':>9} {'chance':>7} {'majority':>9}"
     )
@@ -151,7 +151,7 @@ def main() -> int:
         {
             "model": card["model"],
             "mlflow_run": card["mlflow"]["run_id"],
-            "tta_flip": tta,
+            "tta": tta,
             "fer2013_privatetest": private,
             "card_privatetest_accuracy": card["test"]["accuracy"],
             "expw": expw,

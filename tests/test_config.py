@@ -148,7 +148,7 @@ def test_a_user_experiment_file_wins_over_the_shipped_one(tmp_path, monkeypatch)
     (tmp_path / "experiments" / "baseline.yaml").write_text(yaml.safe_dump(tree))
     assert load_config("baseline").train.epochs == shipped.train.epochs + 7
     # not overridden here: the shipped one
-    assert load_config("fer2013").model.name == "mini_xception"
+    assert load_config("fer2013").model.name == "vgg"
 
 
 def test_text_keys_take_the_set_value_as_given():

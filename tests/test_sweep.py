@@ -121,26 +121,29 @@ def test_a_trials_weights_are_tested_only_if_they_score_what_they_scored_as_the_
     """The best trial's weights are checked against its validation value before the test split sees
     them: other faces or other weights must fail loudly, not report a test score of the wrong model."""
     from workbench.core.metrics import evaluate
+    from workbench.core.tta import predict
     from workbench.errors import WorkbenchError
-    from workbench.experiment import Trained, load_trained, predict
+    from workbench.experiment import Trained, load_trained
 
     model, val = tiny_model_and_faces()
     weights = model.get_weights()
-    scored = evaluate(val.labels, predict(model, val.images, True)[0], prefix="val_").metrics
+    scored = evaluate(val.labels, predict(model, val.images, "flip")[0], prefix="val_").metrics
     history = {"loss": [2.0, 1.5], "val_macro_f1": [0.1, 0.2], "epoch_seconds": [3.0, 2.0]}
 
     fresh, _ = tiny_model_and_faces()
     logged = []
     check = ("val_macro_f1", scored["val_macro_f1"])
     result = load_trained(
-        fresh, Trained(weights, history, 1, check, "r1"), val, True, lambda e, m: logged.append(e)
+        fresh, Trained(weights, history, 1, check, "r1"), val, "flip", lambda e, m: logged.append(e)
     )
     assert result.history == history and result.best_epoch == 1 and logged == [0, 1]
     assert all((a == b).all() for a, b in zip(fresh.get_weights(), weights, strict=True))
 
     other = ("val_macro_f1", scored["val_macro_f1"] + 0.01)
     with pytest.raises(WorkbenchError, match="run r1: its model scores val_macro_f1"):
-        load_trained(fresh, Trained(weights, history, 1, other, "r1"), val, True, lambda e, m: None)
+        load_trained(
+            fresh, Trained(weights, history, 1, other, "r1"), val, "flip", lambda e, m: None
+        )
 
 
 def test_every_objective_a_sweep_offers_is_a_final_validation_score():

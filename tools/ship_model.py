@@ -24,6 +24,7 @@ import mlflow  # noqa: E402
 import yaml  # noqa: E402
 
 from workbench import CLASS_NAMES  # noqa: E402
+from workbench.core.settings import TrainConfig  # noqa: E402
 from workbench.files import atomic_path, write_json_atomic, write_text_atomic  # noqa: E402
 from workbench.serve import shipped  # noqa: E402
 
@@ -47,7 +48,7 @@ def main() -> int:
             Path(client.download_artifacts(args.run_id, "config.yaml", tmp)).read_text()
         )
     model = mlflow.tensorflow.load_model(f"runs:/{args.run_id}/model")
-    tta = bool(config["train"]["tta_flip"])
+    tta = TrainConfig.model_validate(config["train"]).tta
     with tempfile.TemporaryDirectory() as tmp:
         candidate = Path(tmp) / shipped.MODEL_FILE.name
         model.save(candidate)
@@ -84,7 +85,7 @@ def main() -> int:
             "per_class_f1": {c: m[f"test_f1_{c}"] for c in CLASS_NAMES},
             "chance": m["test_chance_uniform"],
             "majority": m["test_chance_majority"],
-            "tta_flip": tta,
+            "tta": tta,
         },
         "training": {
             "epochs": int(m["epochs_run"]),
@@ -114,7 +115,7 @@ def main() -> int:
 - **Trained by**: `python -m workbench.run fer2013` (experiments/fer2013.yaml; the whole config is in
   card.json), {card["training"]["epochs"]} epochs, best PublicTest epoch {card["training"]["best_epoch"]}.
 - **Data**: FER-2013 ({card["data"]["path"]}, digest {card["data"]["digest"]}): {card["data"]["protocol"]}.
-- **PrivateTest** (3,589 faces{", flip test-time augmentation" if tta else ""}): accuracy **{t["accuracy"]:.4f}**,
+- **PrivateTest** (3,589 faces{f", {tta} test-time augmentation" if tta != "none" else ""}): accuracy **{t["accuracy"]:.4f}**,
   macro-F1 **{t["macro_f1"]:.4f}** (chance {t["chance"]:.3f} uniform, {t["majority"]:.3f} always the commonest class).
 - **Check on the bundled sample** (its {check["faces"]} PrivateTest faces, data digest {check["digest"]}):
   accuracy {check["accuracy"]:.4f}, macro-F1 {check["macro_f1"]:.4f}; recomputed by the tests.

@@ -128,11 +128,24 @@ class ExperimentConfig(Section):
     @model_validator(mode="after")
     def _image_fits_model(self) -> ExperimentConfig:
         smallest = min_image_size(self.model.name, self.model.filters)
-        if self.data.image_size < smallest:
+        seen = self.augment.crop or self.data.image_size
+        if seen < smallest:
+            what = f"augment.crop {seen}" if self.augment.crop else f"data.image_size {seen}"
             raise ValueError(
-                f"data.image_size {self.data.image_size} is too small for model {self.model.name} "
+                f"{what} is too small for model {self.model.name} "
                 f"with {len(self.model.filters or []) or 'its default'} blocks (at least {smallest})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _crop_fits_face(self) -> ExperimentConfig:
+        crop = self.augment.crop
+        if crop is not None and crop >= self.data.image_size:
+            raise ValueError(
+                f"augment.crop {crop} must be smaller than data.image_size {self.data.image_size}"
+            )
+        if self.train.tta == "tencrop" and crop is None:
+            raise ValueError("train.tta tencrop needs augment.crop (e.g. 40 of a 48 px face)")
         return self
 
     @property

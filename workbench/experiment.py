@@ -26,6 +26,7 @@ from workbench.core.models import options_for
 from workbench.core.models.registry import flops_per_image, make_model
 from workbench.core.protocol import Prepared, prepare
 from workbench.core.train import FitHooks, FitResult, fit
+from workbench.core.tta import predict
 from workbench.data import load_faces
 from workbench.data.faces import Faces
 from workbench.errors import WorkbenchError
@@ -86,6 +87,7 @@ def build_compiled_model(
             cfg.model.name,
             input_shape,
             NUM_CLASSES,
+            crop=cfg.augment.crop,
             **options_for(cfg.model.name, cfg.model.model_dump()),
         )
     lr = recipe.learning_rate(
@@ -96,18 +98,6 @@ def build_compiled_model(
     )
     # Under mixed_float16, compile wraps the optimizer in a LossScaleOptimizer itself (auto_scale_loss).
     return recipe.compile_model(model, optimizer, t.label_smoothing), recipe.schedule_callbacks(lr)
-
-
-def predict(
-    model: keras.Model, images: np.ndarray, tta_flip: bool
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """(probabilities, probabilities without test-time flip or None when it is off)."""
-    x = images.astype(np.float32)
-    plain = model.predict(x, batch_size=256, verbose=0)
-    if not tta_flip:
-        return plain, None
-    mirrored = model.predict(x[:, :, ::-1, :], batch_size=256, verbose=0)
-    return (plain + mirrored) / 2, plain
 
 
 def run_experiment(
@@ -330,7 +320,7 @@ def train_phase(
         )
     log_epoch = runs.epoch_logger(run_id)
     if trained is not None:
-        return model, load_trained(model, trained, prepared.val, cfg.train.tta_flip, log_epoch)
+        return model, load_trained(model, trained, prepared.val, cfg.train.tta, log_epoch)
     verbose = not cfg.purpose.light
     fitted = train(model, cfg, prepared, [*schedule, *callbacks], folder, log_epoch, verbose)
     return model, fitted
@@ -347,7 +337,7 @@ def test_phase(
     """Scores on the split the run is for, logged once (a run resumed after logging them keeps them)."""
     split_name = cfg.purpose.evaluate_on
     split = prepared.test if split_name == "test" else prepared.val
-    probs, plain = predict(model, split.images, cfg.train.tta_flip)
+    probs, plain = predict(model, split.images, cfg.train.tta)
     ev = evaluate(split.labels, probs, prefix=f"{split_name}_")
     if split_name == "test":
         ev.metrics |= stats.intervals(split.labels, ev.y_pred, prefix="test_")
@@ -377,12 +367,12 @@ def test_phase(
     return metrics, ev, split
 
 
-def load_trained(model: keras.Model, trained: Trained, val, tta_flip: bool, log_epoch) -> FitResult:
+def load_trained(model: keras.Model, trained: Trained, val, tta: str, log_epoch) -> FitResult:
     """`trained`'s weights in `model`, checked against the validation score they gave when trained;
     its history logged as this run's epochs."""
     model.set_weights(trained.weights)
     metric, expected = trained.check
-    scored_again(model, val, tta_flip, metric, expected, trained.source_run_id)
+    scored_again(model, val, tta, metric, expected, trained.source_run_id)
     epochs = len(trained.history.get("loss", []))
     for epoch in range(epochs):
         log_epoch(epoch, {k: v[epoch] for k, v in trained.history.items() if len(v) > epoch})
@@ -390,11 +380,11 @@ def load_trained(model: keras.Model, trained: Trained, val, tta_flip: bool, log_
 
 
 def scored_again(
-    model: keras.Model, split, tta_flip: bool, metric: str, expected: float, run_id: str
+    model: keras.Model, split, tta: str, metric: str, expected: float, run_id: str
 ) -> Evaluation:
     """The model's evaluation on `split`, which must give `metric` the value run `run_id` logged for
     it: the same faces and the same weights, or a one-line error."""
-    probs, _ = predict(model, split.images, tta_flip)
+    probs, _ = predict(model, split.images, tta)
     ev = evaluate(split.labels, probs, prefix=metric.split("_", 1)[0] + "_")
     got = ev.metrics[metric]
     if abs(got - expected) > 1e-6:
@@ -414,7 +404,7 @@ def finished_run_result(run_id: str, cfg: ExperimentConfig) -> RunResult:
     model_uri = f"runs:/{run_id}/model"
     model = mlflow.tensorflow.load_model(model_uri)
     logged = run.data.metrics["test_accuracy"]
-    ev = scored_again(model, prepared.test, cfg.train.tta_flip, "test_accuracy", logged, run_id)
+    ev = scored_again(model, prepared.test, cfg.train.tta, "test_accuracy", logged, run_id)
     history = {
         key: [m.value for m in mlflow.MlflowClient().get_metric_history(run_id, key)]
         for key in ("loss", "val_loss", "accuracy", "val_accuracy")

@@ -1,8 +1,10 @@
 """Augmentation as Keras preprocessing layers inside a tf.data input pipeline.
 
-One knob, `strength` in [0, 1], scales every range; the ranges at strength 1.0 default to the original
-project's ImageDataGenerator (rotation 20 deg, width/height shift 0.2, shear 0.2, zoom 0.2, horizontal
-flip). 0 is the identity. A layer whose range is 0 is left out.
+One knob, `strength` in [0, 1], scales every geometric range; the ranges at strength 1.0 default to
+the original project's ImageDataGenerator (rotation 20 deg, width/height shift 0.2, shear 0.2, zoom
+0.2, horizontal flip). 0 is the identity. A layer whose range is 0 is left out. Random erasing follows
+them, face by face; mixup or cutmix mix whole batches (images and labels) last. The random crop is the
+model's first layer (core/models/inputs.py), so a model takes the whole face at test time.
 """
 
 from __future__ import annotations
@@ -56,13 +58,56 @@ def build_augmenter(ranges: AugmentConfig, seed: int) -> keras.Sequential | None
     return keras.Sequential(layers, name="augment") if layers else None
 
 
+def build_eraser(augment: AugmentConfig, seed: int) -> keras.layers.Layer | None:
+    """Random erasing (Zhong et al. 2017): with probability `erasing` a face gets a random patch of
+    noise; None when off."""
+    if augment.erasing <= 0:
+        return None
+    p = augment.erasing
+    # factor (p, p): Keras draws each face's probability from the range, so both ends are p.
+    return keras.layers.RandomErasing(
+        factor=(p, p), value_range=(0, 255), seed=seed + 5, dtype="float32"
+    )
+
+
+def build_mixers(augment: AugmentConfig, seed: int) -> list[keras.layers.Layer]:
+    """Mixup and/or cutmix, each on {"images", "labels"} batches; empty when both alphas are 0."""
+    mixers = []
+    if augment.mixup_alpha > 0:
+        mixers.append(keras.layers.MixUp(alpha=augment.mixup_alpha, seed=seed + 6, dtype="float32"))
+    if augment.cutmix_alpha > 0:
+        a = augment.cutmix_alpha  # (a, a): Keras draws alpha from the range, so both ends are a
+        mixers.append(keras.layers.CutMix(factor=(a, a), seed=seed + 7, dtype="float32"))
+    return mixers
+
+
+def mixed(ds: tf.data.Dataset, mixers: list[keras.layers.Layer], seed: int) -> tf.data.Dataset:
+    """Each batch through one of `mixers`, drawn per batch from a seeded stream (timm's switch)."""
+    if not mixers:
+        return ds
+
+    def mix(x, y, draw):
+        def through(layer):
+            return lambda: tuple(layer({"images": x, "labels": y}, training=True).values())
+
+        if len(mixers) == 1:
+            return through(mixers[0])()
+        return tf.cond(draw % 2 == 0, through(mixers[0]), through(mixers[1]))
+
+    draws = tf.data.Dataset.random(seed=seed + 8)
+    batches = tf.data.Dataset.zip(ds, draws)
+    return batches.map(lambda xy, d: mix(*xy, d), num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def training_dataset(
     images: np.ndarray, labels: np.ndarray, batch_size: int, augment: AugmentConfig, seed: int
 ) -> tf.data.Dataset:
     """Shuffled, augmented full batches of (float32 images 0..255, one-hot labels), prefetched."""
     images_t = tf.constant(images)
     labels_t = tf.one_hot(labels, NUM_CLASSES)
-    augmenter = build_augmenter(augment, seed)
+    steps = [
+        layer for layer in (build_augmenter(augment, seed), build_eraser(augment, seed)) if layer
+    ]
     n = len(images)
     # Shuffle indices, not images: the shuffle buffer then costs 8 bytes a face. Full batches only: a
     # last, smaller batch makes Keras trace the training step a second time (~10-25 s on 2 cores); the
@@ -76,8 +121,9 @@ def training_dataset(
         lambda idx: (tf.cast(tf.gather(images_t, idx), tf.float32), tf.gather(labels_t, idx)),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
-    if augmenter is not None:
+    for layer in steps:
         ds = ds.map(
-            lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
+            lambda x, y, layer=layer: (layer(x, training=True), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return mixed(ds, build_mixers(augment, seed), seed).prefetch(tf.data.AUTOTUNE)

@@ -41,8 +41,9 @@ class BalanceConfig(Section):
 
 
 class AugmentConfig(Section):
-    """Each range is the one used at strength 1.0; `strength` scales them all (0 = no augmentation).
-    The defaults are the original project's ImageDataGenerator ranges."""
+    """Each geometric range is the one used at strength 1.0; `strength` scales them all (0 = none of
+    them). Their defaults are the original project's ImageDataGenerator ranges. Crop, erasing, mixup
+    and cutmix have their own settings (0 or null = off) and are off by default."""
 
     strength: float = Field(1.0, ge=0.0, le=1.0)
     rotation_deg: float = Field(20.0, ge=0.0, le=180.0)
@@ -52,6 +53,21 @@ class AugmentConfig(Section):
     )
     zoom: float = Field(0.2, ge=0.0, lt=1.0)
     flip: bool = True
+    crop: int | None = Field(
+        None,
+        ge=8,
+        description="train on random crop x crop parts of the face, test on its centre; null = off",
+    )
+    erasing: float = Field(
+        0.0, ge=0.0, le=1.0, description="probability of erasing a random patch of a face (noise)"
+    )
+    mixup_alpha: float = Field(0.0, ge=0.0, description="mixup's Beta(alpha, alpha); 0 = off")
+    cutmix_alpha: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="cutmix's Beta(alpha, alpha); 0 = off; with mixup, half the batches each",
+    )
 
 
 class ModelConfig(Section):
@@ -113,10 +129,31 @@ class TrainConfig(Section):
         "val_accuracy", description="picks the best epoch (restore_best) and drives early stopping"
     )
     restore_best: bool = Field(True, description="test the weights of the best validation epoch")
-    tta_flip: bool = Field(
-        False, description="also predict the mirrored face and average (test-time)"
+    tta: Literal["none", "flip", "tencrop"] = Field(
+        "none",
+        description="test-time views averaged: the face and its mirror (flip), or four corner crops "
+        "and the centre crop with their mirrors (tencrop, needs augment.crop)",
+    )
+    plateau_factor: float = Field(0.5, gt=0.0, lt=1.0, description="plateau: the rate's cut")
+    plateau_patience: int = Field(
+        3, ge=1, description="plateau: epochs without a better monitor before the cut"
     )
     early_stopping_patience: int | None = Field(None, ge=1)
     deterministic: bool = Field(
         True, description="TF op determinism: same config, same numbers on CPU"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tta_flip_is_tta(cls, data):
+        """Configs and logged runs from before `tta` said `tta_flip: true|false`."""
+        if isinstance(data, dict) and "tta_flip" in data:
+            data = dict(data)
+            flip = data.pop("tta_flip")
+            data.setdefault("tta", tta_of(flip))
+        return data
+
+
+def tta_of(flip) -> str:
+    """`tta` for an old `tta_flip` value (a bool, or its logged text)."""
+    return "flip" if str(flip).lower() in ("true", "1") else "none"

@@ -107,7 +107,11 @@ def callbacks_for(
     if recipe.schedule == "plateau":
         out.append(
             keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor, mode=mode, factor=0.5, patience=3, min_lr=1e-6
+                monitor=monitor,
+                mode=mode,
+                factor=recipe.plateau_factor,
+                patience=recipe.plateau_patience,
+                min_lr=1e-6,
             )
         )
     return out

@@ -24,26 +24,34 @@ def card() -> dict:
     return json.loads(CARD_FILE.read_text())
 
 
+def tta() -> str:
+    """The test-time augmentation the card's figures were computed with (older cards: `tta_flip`)."""
+    from workbench.core.settings import tta_of
+
+    test = card()["test"]
+    return test["tta"] if "tta" in test else tta_of(test.get("tta_flip"))
+
+
 def load_model(path: Path = MODEL_FILE):
     import keras
 
     return keras.saving.load_model(path, compile=False)
 
 
-def sample_check(model, tta_flip: bool, path: str | None = None) -> dict[str, float]:
+def sample_check(model, tta: str, path: str | None = None) -> dict[str, float]:
     """Accuracy and macro-F1 on the PrivateTest faces (the test split) of a FER-2013 CSV: the bundled
     sample's 350 by default, or the whole file's 3,589 with `path`."""
     from workbench.config import DataConfig
     from workbench.core.metrics import chance_levels, evaluate
     from workbench.core.protocol import prepare
     from workbench.core.settings import BalanceConfig, SplitConfig
+    from workbench.core.tta import predict
     from workbench.data import load_faces
-    from workbench.experiment import predict
 
     data = DataConfig(path=path, image_size=int(model.input_shape[1]), channels=1)
     faces = load_faces(data, seed=0)
     test = prepare(faces, "split-then-resample", SplitConfig(), BalanceConfig(), seed=0).test
-    probs, _ = predict(model, test.images, tta_flip)
+    probs, _ = predict(model, test.images, tta)
     m = evaluate(test.labels, probs, prefix="").metrics
     return {
         "faces": len(test),

@@ -8,6 +8,7 @@ DEFAULT_FILTERS: dict[str, tuple[int, ...]] = {
     "reference": (32, 64, 128, 256, 512),
     "vgg": (32, 64, 128, 256),
     "mini_xception": (16, 32, 64, 128),
+    "resnet": (32, 64, 128, 256),
 }
 # What each model's options are (besides input shape and classes), so the config can pass only those.
 OPTIONS = {
@@ -21,12 +22,15 @@ OPTIONS = {
     ),
     "vgg": ("filters", "conv_dropout", "dense_dropout", "bn_momentum"),
     "mini_xception": ("filters", "bn_momentum"),
+    "resnet": ("filters", "dense_dropout", "bn_momentum"),
 }
 
 
 def min_image_size(name: str, filters: list[int] | None) -> int:
-    """Every block halves the input: the smallest image a model takes is 2 ** blocks."""
-    return 2 ** len(filters or DEFAULT_FILTERS[name])
+    """Every block halves the input (resnet's first stage keeps it): the smallest image a model takes
+    is 2 ** halvings."""
+    halvings = len(filters or DEFAULT_FILTERS[name]) - (name == "resnet")
+    return 2**halvings
 
 
 def options_for(name: str, options: dict) -> dict:

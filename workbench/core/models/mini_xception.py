@@ -8,16 +8,20 @@ from __future__ import annotations
 import keras
 
 from workbench.core.models import DEFAULT_FILTERS
+from workbench.core.models.inputs import face_input
 
 FILTERS = DEFAULT_FILTERS["mini_xception"]
 STEM = 8
 
 
 def make_model(
-    input_shape: tuple[int, int, int], num_classes: int, filters=FILTERS, bn_momentum: float = 0.99
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    crop: int | None = None,
+    filters=FILTERS,
+    bn_momentum: float = 0.99,
 ) -> keras.Model:
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = keras.layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    inputs, x = face_input(input_shape, crop)
     for j in (1, 2):
         x = keras.layers.Conv2D(STEM, 3, use_bias=False, name=f"stem_conv{j}")(x)
         x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"stem_bn{j}")(x)

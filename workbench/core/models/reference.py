@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 
 from workbench.core.models import DEFAULT_FILTERS
+from workbench.core.models.inputs import face_input
 
 FILTERS = DEFAULT_FILTERS["reference"]
 
@@ -16,6 +17,7 @@ FILTERS = DEFAULT_FILTERS["reference"]
 def make_model(
     input_shape: tuple[int, int, int],
     num_classes: int,
+    crop: int | None = None,
     filters=FILTERS,
     bn_momentum: float = 0.99,
     conv_dropout: float = 0.25,
@@ -23,8 +25,7 @@ def make_model(
     dense_batchnorm: bool = False,
     dense_dropout: float = 0.5,
 ) -> keras.Model:
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = keras.layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    inputs, x = face_input(input_shape, crop)
     for i, n in enumerate(filters, start=1):
         x = keras.layers.Conv2D(n, 3, padding="same", activation="relu", name=f"block{i}_conv")(x)
         x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"block{i}_bn")(x)

@@ -10,22 +10,28 @@ from collections.abc import Callable
 
 import keras
 
-from workbench.core.models import mini_xception, reference, vgg
+from workbench.core.models import mini_xception, reference, resnet, vgg
 from workbench.errors import WorkbenchError
 
 BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "reference": reference.make_model,
     "vgg": vgg.make_model,
     "mini_xception": mini_xception.make_model,
+    "resnet": resnet.make_model,
 }
 
 
 def make_model(
-    name: str, input_shape: tuple[int, int, int], num_classes: int, **options
+    name: str,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    crop: int | None = None,
+    **options,
 ) -> keras.Model:
+    """`crop`: train on random crop x crop parts of the face, predict from its centre (augment.crop)."""
     if name not in BUILDERS:
         raise WorkbenchError(f"model.name: unknown model {name!r} (known: {', '.join(BUILDERS)})")
-    return BUILDERS[name](input_shape, num_classes, **options)
+    return BUILDERS[name](input_shape, num_classes, crop=crop, **options)
 
 
 def flops_per_image(model: keras.Model) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import keras
 
 from workbench.core.models import DEFAULT_FILTERS
+from workbench.core.models.inputs import face_input
 
 FILTERS = DEFAULT_FILTERS["vgg"]
 
@@ -13,13 +14,13 @@ FILTERS = DEFAULT_FILTERS["vgg"]
 def make_model(
     input_shape: tuple[int, int, int],
     num_classes: int,
+    crop: int | None = None,
     filters=FILTERS,
     bn_momentum: float = 0.99,
     conv_dropout: float = 0.25,
     dense_dropout: float = 0.5,
 ) -> keras.Model:
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = keras.layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    inputs, x = face_input(input_shape, crop)
     for i, n in enumerate(filters, start=1):
         for j in (1, 2):
             # No bias: the BatchNorm right after it has its own shift.
