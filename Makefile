@@ -8,7 +8,7 @@ ARGS   ?=
 
 FER_DEFAULT := ../shared/data/fer2013/fer2013.csv.gz
 
-.PHONY: setup run fer2013 help sweep reproduce-65 test test-fast lint format ui dashboard bench bench-sweep bench-predict bench-shipped bench-dups clean-cache
+.PHONY: setup run fer2013 help sweep reproduce-65 test test-fast lint format ui dashboard bench bench-sweep bench-predict bench-shipped bench-dups bench-fer clean-cache
 
 ## This list: every target with the first line of the comment above it
 help:
@@ -47,6 +47,10 @@ reproduce-65: setup
 	$(BIN)/python -m workbench.reproduce --data $(DATA) $(if $(EXPW),--path $(EXPW)) \
 		$(if $(filter fer2013,$(DATA)),--path $(or $(FER),$(FER_DEFAULT))) \
 		$(if $(CROPS),--set data.crops_dir=$(CROPS)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(ARGS)
+
+## Time to accuracy on full FER-2013: the original's recipe, fer2013-fast and fer2013 (resumable; hours)
+bench-fer: setup
+	$(BIN)/python benchmarks/time_to_accuracy.py --data $(or $(FER),$(FER_DEFAULT)) $(ARGS)
 
 ## ruff, then the test suite (real data, PostgreSQL, MLflow server, Chromium; 7-37 minutes on 2 cores)
 test: setup lint

@@ -40,3 +40,32 @@ def test_the_throughput_benchmark_runs_every_row_and_writes_its_table(tmp_path):
 )
 def test_the_other_benchmarks_import(script):
     run_script(script, "--help", timeout=120)
+
+
+@pytest.mark.slow
+def test_time_to_accuracy_tables_each_recipe_and_reads_finished_runs_back(tmp_path):
+    """Three recipes for one epoch on part of the bundled sample: a row each with its PublicTest curve
+    and PrivateTest interval, paired against the first; run again, it trains nothing."""
+    out = tmp_path / "tta.json"
+    sample = REPO / "workbench" / "samples" / "fer2013_sample.csv.gz"
+    args = ["--data", str(sample), "--set", "train.epochs=1", "--set", "data.max_faces=700"]
+    script = [sys.executable, str(REPO / "benchmarks" / "time_to_accuracy.py"), *args]
+    for attempt in (1, 2):
+        proc = subprocess.run(
+            [*script, "--json", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=900
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        rows = json.loads(out.read_text())["rows"]
+        if attempt == 1:
+            first = [r["run_id"] for r in rows]
+            assert "step - accuracy" in proc.stdout  # Keras trained
+    assert [r["run_id"] for r in rows] == first and "step - accuracy" not in proc.stdout
+    assert [r["experiment"] for r in rows] == ["fer2013-original", "fer2013-fast", "fer2013"]
+    for r in rows:
+        assert len(r["curve"]) == r["epochs"] == 1 and r["train_minutes"] >= 0
+        low, point, high = sorted(r["privatetest"]["accuracy"])
+        assert low <= point <= high and r["privatetest"]["accuracy"][0] == point
+    assert "vs_baseline" not in rows[0] and 0 <= rows[2]["vs_baseline"]["mcnemar_p"] <= 1
+    assert "| fer2013-original | 1 (1) |" in (tmp_path / "tta.md").read_text()
+    assert "Chance on PrivateTest: 0.143 uniform" in (tmp_path / "tta.md").read_text()
+    assert "fer2013-fast" in (tmp_path / "tta.html").read_text()

@@ -1,8 +1,12 @@
+from pathlib import Path
+
 import pytest
 
 from workbench.config import load_config
 from workbench.core.settings import ORIGINAL_PROTOCOL
 from workbench.errors import WorkbenchError
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_baseline_loads_with_reference_model():
@@ -234,3 +238,20 @@ def test_sigterm_that_surfaces_as_another_error_is_still_a_stop(capsys):
     with pytest.raises(SystemExit) as again, user_errors():  # a new command: no stop pending
         raise OSError(28, "No space left on device", "/x")
     assert again.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p for p in (REPO / "experiments").glob("*.yaml") if "sweep" not in p.name)
+)
+def test_every_shipped_experiment_loads(path):
+    cfg = load_config(path.stem)
+    assert cfg.name == path.stem
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("sweep*.yaml")))
+def test_every_shipped_sweep_names_real_keys_of_its_experiment(path):
+    from workbench.config import load_tree
+    from workbench.studies.search_space import check_space, load_spec
+
+    spec, found = load_spec(path.stem)
+    check_space(spec, load_tree(spec.experiment, [])[0], found)
