@@ -1,4 +1,4 @@
-"""Rebuild the shipped model and its card from a finished MLflow run of the `fer2013` experiment.
+"""Rebuild the shipped model and its card from a finished MLflow run of a FER-2013 experiment (fer2013, fer2013-fast, ...).
 
     python tools/ship_model.py RUN_ID [--tracking-uri URI]
 
@@ -51,7 +51,7 @@ def main() -> int:
     tta = TrainConfig.model_validate(config["train"]).tta
     with tempfile.TemporaryDirectory() as tmp:
         candidate = Path(tmp) / shipped.MODEL_FILE.name
-        model.save(candidate)
+        shipped.save_without_optimizer(model, candidate)
         saved = shipped.load_model(candidate)
         # The saved file must give the run's own PrivateTest figure, or the card would describe other
         # weights: checked before anything in workbench/shipped is replaced.
@@ -102,7 +102,7 @@ def main() -> int:
         },
         "date": datetime.date.today().isoformat(),
         "config": config,
-        "rebuild": "python -m workbench.run fer2013, then python tools/ship_model.py <run id>",
+        "rebuild": f"python -m workbench.run {config['name']}, then python tools/ship_model.py <run id>",
     }
     write_json_atomic(shipped.CARD_FILE, card)
     t = card["test"]
@@ -112,7 +112,7 @@ def main() -> int:
         f"""# Model card: the shipped FER model
 
 - **Model**: {card["model"]}, {card["input"]}; file `{card["file"]}` ({card["file_bytes"] / 1024:.0f} KB).
-- **Trained by**: `python -m workbench.run fer2013` (experiments/fer2013.yaml; the whole config is in
+- **Trained by**: `python -m workbench.run {config["name"]}` (experiments/{config["name"]}.yaml; the whole config is in
   card.json), {card["training"]["epochs"]} epochs, best PublicTest epoch {card["training"]["best_epoch"]}.
 - **Data**: FER-2013 ({card["data"]["path"]}, digest {card["data"]["digest"]}): {card["data"]["protocol"]}.
 - **PrivateTest** (3,589 faces{f", {tta} test-time augmentation" if tta != "none" else ""}): accuracy **{t["accuracy"]:.4f}**,

@@ -32,30 +32,46 @@ def tta() -> str:
     return test["tta"] if "tta" in test else tta_of(test.get("tta_flip"))
 
 
+def save_without_optimizer(model, path: Path) -> None:
+    """The model's architecture and weights, without the optimizer's state a trained model carries
+    (AdamW's two moments would triple the file): what predict needs and no more."""
+    import keras
+
+    bare = keras.models.clone_model(model)
+    bare.set_weights(model.get_weights())
+    bare.save(path)
+
+
 def load_model(path: Path = MODEL_FILE):
     import keras
 
     return keras.saving.load_model(path, compile=False)
 
 
-def sample_check(model, tta: str, path: str | None = None) -> dict[str, float]:
-    """Accuracy and macro-F1 on the PrivateTest faces (the test split) of a FER-2013 CSV: the bundled
-    sample's 350 by default, or the whole file's 3,589 with `path`."""
+def privatetest(path: str | None, size: int, channels: int = 1):
+    """(the PrivateTest faces of a FER-2013 CSV, the file's data digest): the bundled sample's 350
+    faces by default, or the whole file's 3,589 with `path`."""
     from workbench.config import DataConfig
-    from workbench.core.metrics import chance_levels, evaluate
     from workbench.core.protocol import prepare
     from workbench.core.settings import BalanceConfig, SplitConfig
-    from workbench.core.tta import predict
     from workbench.data import load_faces
 
-    data = DataConfig(path=path, image_size=int(model.input_shape[1]), channels=1)
-    faces = load_faces(data, seed=0)
+    faces = load_faces(DataConfig(path=path, image_size=size, channels=channels), seed=0)
     test = prepare(faces, "split-then-resample", SplitConfig(), BalanceConfig(), seed=0).test
+    return test, faces.digest
+
+
+def sample_check(model, tta: str, path: str | None = None) -> dict[str, float]:
+    """Accuracy and macro-F1 on the PrivateTest faces of a FER-2013 CSV (see privatetest)."""
+    from workbench.core.metrics import chance_levels, evaluate
+    from workbench.core.tta import predict
+
+    test, digest = privatetest(path, int(model.input_shape[1]), int(model.input_shape[-1]))
     probs, _ = predict(model, test.images, tta)
     m = evaluate(test.labels, probs, prefix="").metrics
     return {
         "faces": len(test),
-        "digest": faces.digest[:16],
+        "digest": digest[:16],
         "accuracy": round(m["accuracy"], 6),
         "macro_f1": round(m["macro_f1"], 6),
     } | {k: round(v, 6) for k, v in chance_levels(test.labels).items()}

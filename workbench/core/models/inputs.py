@@ -1,4 +1,5 @@
-"""What every model starts with: the raw face, an optional crop of it, and scaling to 0..1.
+"""What the models share: the raw face, an optional crop of it and scaling to 0..1 at the start;
+global average pooling, Dropout and a float32 softmax at the end.
 
 The crop is part of the model, so a logged or shipped model takes the whole face (48 x 48 on
 FER-2013) and needs no preprocessing: random crops while training, the centre crop otherwise.
@@ -49,6 +50,15 @@ def face_input(input_shape: tuple[int, int, int], crop: int | None) -> tuple:
     inputs = keras.Input(shape=input_shape, name="image")
     x = FaceCrop(crop, name="crop")(inputs) if crop else inputs
     return inputs, keras.layers.Rescaling(1.0 / 255, name="scale")(x)
+
+
+def pooled_softmax(x, num_classes: int, dropout: float):
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    # float32 whatever the precision policy: the softmax and its loss stay accurate under bf16.
+    return keras.layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name="expression"
+    )(x)
 
 
 def crop_of(model: keras.Model) -> int | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import keras
 
 from workbench.core.models import DEFAULT_FILTERS
-from workbench.core.models.inputs import face_input
+from workbench.core.models.inputs import face_input, pooled_softmax
 
 FILTERS = DEFAULT_FILTERS["resnet"]
 
@@ -52,9 +52,5 @@ def make_model(
         for j in (1, 2):
             stride = 2 if i > 1 and j == 1 else 1
             x = basic_block(x, n, stride, f"stage{i}_block{j}", bn_momentum)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    x = keras.layers.Dropout(dense_dropout, name="head_dropout")(x)
-    outputs = keras.layers.Dense(
-        num_classes, activation="softmax", dtype="float32", name="expression"
-    )(x)
+    outputs = pooled_softmax(x, num_classes, dense_dropout)
     return keras.Model(inputs, outputs, name="resnet")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 
 from workbench.core.models import DEFAULT_FILTERS
-from workbench.core.models.inputs import face_input
+from workbench.core.models.inputs import face_input, pooled_softmax
 
 FILTERS = DEFAULT_FILTERS["vgg"]
 
@@ -31,9 +31,5 @@ def make_model(
             x = keras.layers.ReLU(name=f"stage{i}_relu{j}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"stage{i}_pool")(x)
         x = keras.layers.Dropout(conv_dropout, name=f"stage{i}_dropout")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    x = keras.layers.Dropout(dense_dropout, name="head_dropout")(x)
-    outputs = keras.layers.Dense(
-        num_classes, activation="softmax", dtype="float32", name="expression"
-    )(x)
+    outputs = pooled_softmax(x, num_classes, dense_dropout)
     return keras.Model(inputs, outputs, name="vgg")
