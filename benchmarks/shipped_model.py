@@ -180,16 +180,14 @@ def paired_rows(sets, candidate, current) -> dict[str, dict]:
 
 
 def print_table(rows: dict, candidate: dict | None, pairs: dict | None) -> None:
-    head = (
-        f"{'data':<52} {'faces':>6} {'accuracy':>9} {'macro-F1':>9} {'chance':>7} {'majority':>9}"
-    )
+    head = f"{'data':<52} {'faces':>6} {'accuracy [95%]':>23} {'macro-F1':>9} {'chance':>7} {'majority':>9}"
     if candidate:
         head += f" {'candidate':>10} {'gain [95%]':>24} {'McNemar p':>10}"
     print(head)
     for name, (r, _) in rows.items():
+        acc = f"{r['accuracy']:.4f} [{r['accuracy_ci'][0]:.3f}, {r['accuracy_ci'][1]:.3f}]"
         line = (
-            f"{name:<52} {r['faces']:>6} {r['accuracy']:.4f} [{r['accuracy_ci'][0]:.3f}, {r['accuracy_ci'][1]:.3f}]"
-            f" {r['macro_f1']:>9.4f} "
+            f"{name:<52} {r['faces']:>6} {acc:>23} {r['macro_f1']:>9.4f} "
             f"{r['chance_uniform']:>7.3f} {r['chance_majority']:>9.3f}"
         )
         if candidate:
