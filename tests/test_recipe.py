@@ -163,3 +163,24 @@ def test_resnet_takes_40_px_crops_and_has_its_size():
     assert 2.7e6 <= model.count_params() <= 2.9e6  # ResNet-18 at half its widths
     assert model.get_layer("stage4_block1a_conv").output.shape[1:3] == (5, 5)
     assert flops_per_image(model) > 2 * model.count_params()
+
+
+def test_a_cropping_model_saved_loads_in_a_fresh_process_and_predicts_the_same(tmp_path):
+    """Keras finds FaceCrop only once its module is imported: predict and the shipped-model loader
+    import it themselves."""
+    import subprocess
+    import sys
+
+    keras.utils.set_random_seed(0)
+    model = make_model("vgg", (48, 48, 1), 7, crop=40, filters=[4, 8])
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", FACES[:4].astype(np.float32))
+    code = (
+        "import numpy as np; from workbench.serve import shipped; "
+        f"m = shipped.load_model({str(tmp_path / 'm.keras')!r}); "
+        f"np.save({str(tmp_path / 'p.npy')!r}, m.predict(np.load({str(tmp_path / 'x.npy')!r}), verbose=0))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    expected = model.predict(FACES[:4].astype(np.float32), verbose=0)
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-5, atol=1e-6)

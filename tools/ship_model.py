@@ -24,6 +24,7 @@ import mlflow  # noqa: E402
 import yaml  # noqa: E402
 
 from workbench import CLASS_NAMES  # noqa: E402
+from workbench.core.models import inputs  # noqa: E402, F401  (registers FaceCrop for the loader)
 from workbench.core.settings import TrainConfig  # noqa: E402
 from workbench.files import atomic_path, write_json_atomic, write_text_atomic  # noqa: E402
 from workbench.serve import shipped  # noqa: E402

@@ -125,6 +125,7 @@ def load_classifier(uri: str | None):
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from workbench.core.models import inputs  # noqa: F401  (registers FaceCrop for the loader)
     from workbench.tracking import store
 
     mlflow.set_tracking_uri(store.tracking_uri())

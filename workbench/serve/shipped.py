@@ -45,6 +45,8 @@ def save_without_optimizer(model, path: Path) -> None:
 def load_model(path: Path = MODEL_FILE):
     import keras
 
+    from workbench.core.models import inputs  # noqa: F401  (registers FaceCrop for the loader)
+
     return keras.saving.load_model(path, compile=False)
 
 
