@@ -44,6 +44,7 @@ class Row:
     channels: int
     precision: str
     pipeline: str  # "original" (ImageDataGenerator) or "tf.data"
+    crop: int | None = None  # augment.crop: the net sees crop x crop of the size x size face
 
 
 def rows_to_time(default_precision: str) -> list[Row]:
@@ -61,6 +62,24 @@ def rows_to_time(default_precision: str) -> list[Row]:
         Row("reference@48 grey bf16, tf.data", "reference", 48, 1, "mixed_bfloat16", "tf.data"),
         Row(
             f"vgg@48 grey {default_precision}, tf.data", "vgg", 48, 1, default_precision, "tf.data"
+        ),
+        Row(
+            f"vgg@40 crop grey {default_precision}, tf.data",
+            "vgg",
+            48,
+            1,
+            default_precision,
+            "tf.data",
+            crop=40,
+        ),
+        Row(
+            f"resnet@40 crop grey {default_precision}, tf.data",
+            "resnet",
+            48,
+            1,
+            default_precision,
+            "tf.data",
+            crop=40,
         ),
         Row(
             f"mini_xception@48 grey {default_precision}, tf.data",
@@ -131,6 +150,7 @@ def time_training(
         seed_everything(cfg.seed, False)
         c = cfg.model_copy(deep=True)
         c.model.name = row.model
+        c.augment.crop = row.crop
         model, schedule = build_compiled_model(c, images.shape[1:], steps, row.precision)
         if row.pipeline == "original":
             data = original_flow(images, labels, bs, cfg.seed)
