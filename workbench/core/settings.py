@@ -14,6 +14,7 @@ from workbench.core.models import MODELS
 ORIGINAL_PROTOCOL = "original-smote-before-split"
 HONEST_PROTOCOL = "split-then-resample"
 Protocol = Literal["split-then-resample", "original-smote-before-split"]
+TTA = Literal["none", "flip", "tencrop"]  # test-time views (core/tta.py)
 
 
 class Section(BaseModel):
@@ -129,7 +130,7 @@ class TrainConfig(Section):
         "val_accuracy", description="picks the best epoch (restore_best) and drives early stopping"
     )
     restore_best: bool = Field(True, description="test the weights of the best validation epoch")
-    tta: Literal["none", "flip", "tencrop"] = Field(
+    tta: TTA = Field(
         "none",
         description="test-time views averaged: the face and its mirror (flip), or four corner crops "
         "and the centre crop with their mirrors (tencrop, needs augment.crop)",
