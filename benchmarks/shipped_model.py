@@ -166,17 +166,11 @@ def scored(model, tta: str, sets: dict[str, Faces]) -> dict[str, tuple[dict, np.
 
 
 def paired_rows(sets, candidate, current) -> dict[str, dict]:
-    out = {}
-    for name, (_, labels) in sets.items():
-        result = stats.paired(labels, candidate[name][1], current[name][1])
-        out[name] = {
-            "accuracy_gain": list(result.accuracy),
-            "macro_f1_gain": list(result.macro_f1),
-            "only_candidate_right": result.only_a,
-            "only_shipped_right": result.only_b,
-            "mcnemar_p": result.p_value,
-        }
-    return out
+    """Per row, the candidate (A) against the shipped model (B) on the same faces."""
+    return {
+        name: stats.paired(labels, candidate[name][1], current[name][1]).figures()
+        for name, (_, labels) in sets.items()
+    }
 
 
 def print_table(rows: dict, candidate: dict | None, pairs: dict | None) -> None:

@@ -85,14 +85,8 @@ def row(name: str, run_id: str) -> dict:
 
 
 def against(baseline: dict, other: dict) -> dict:
-    result = paired.compare_pair(other["run_id"], baseline["run_id"])
-    return {
-        "accuracy_gain": list(result.accuracy),
-        "macro_f1_gain": list(result.macro_f1),
-        "only_this_right": result.only_a,
-        "only_baseline_right": result.only_b,
-        "mcnemar_p": result.p_value,
-    }
+    """`other` (A) against the baseline row (B), face by face."""
+    return paired.compare_pair(other["run_id"], baseline["run_id"]).figures()
 
 
 def table(rows: list[dict]) -> str:

@@ -96,6 +96,16 @@ class Paired:
     only_b: int
     p_value: float  # exact McNemar: binomial test of only_a among the discordant faces
 
+    def figures(self) -> dict:
+        """The comparison as JSON-ready figures (gains are A - B with their 95% intervals)."""
+        return {
+            "accuracy_gain": list(self.accuracy),
+            "macro_f1_gain": list(self.macro_f1),
+            "only_a_right": self.only_a,
+            "only_b_right": self.only_b,
+            "mcnemar_p": self.p_value,
+        }
+
     @property
     def verdict(self) -> str:
         if self.p_value >= ALPHA:
