@@ -13,6 +13,7 @@ from workbench.core.settings import (
     HONEST_PROTOCOL,
     AugmentConfig,
     BalanceConfig,
+    DistillConfig,
     ModelConfig,
     Protocol,
     Section,
@@ -116,6 +117,7 @@ class ExperimentConfig(Section):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     purpose: PurposeConfig = Field(default_factory=PurposeConfig)
 

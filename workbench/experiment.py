@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from workbench import NUM_CLASSES
 from workbench.config import ExperimentConfig
-from workbench.core import duplicates, recipe, stats
+from workbench.core import distill, duplicates, recipe, stats
 from workbench.core.balance import class_weights
 from workbench.core.metrics import Evaluation, chance_levels, chance_verdict, evaluate
 from workbench.core.models import options_for
@@ -30,7 +30,16 @@ from workbench.core.tta import predict
 from workbench.data import load_faces
 from workbench.data.faces import Faces
 from workbench.errors import WorkbenchError
-from workbench.tracking import checkpoints, figures, lineage, logged_model, provenance, runs, store
+from workbench.tracking import (
+    checkpoints,
+    figures,
+    lineage,
+    logged_model,
+    provenance,
+    runs,
+    store,
+    teacher,
+)
 
 
 @dataclass
@@ -118,6 +127,7 @@ def run_experiment(
     experiment_id = store.configure(cfg.experiment_name)
     key = resume_key(cfg, faces.digest)
     resume_run_id = resume_target(cfg, experiment_id, key, resume_run_id, trained)
+    targets = training_targets(cfg, faces, prepared, trained)  # a bad teacher: no FAILED run
     precision = recipe.resolve_precision(cfg.train.precision)
     tags = run_tags(cfg, faces, key, precision, trained)
     name = cfg.tracking.run_name or cfg.name
@@ -130,7 +140,7 @@ def run_experiment(
             record = log_inputs(cfg, faces, prepared, fresh)
             log_duplicates(dups, prepared, cfg, fresh)
             model, result = train_phase(
-                cfg, prepared, precision, callbacks, folder, trained, run_id, resume_run_id
+                cfg, prepared, precision, callbacks, folder, trained, run_id, targets
             )
             metrics, ev, split = test_phase(cfg, model, prepared, result, run_id, dups)
             header = report_header(cfg, faces, metrics, purpose.evaluate_on, run_id)
@@ -306,12 +316,13 @@ def train_phase(
     folder: Path | None,
     trained: Trained | None,
     run_id: str,
-    resume_run_id: str | None,
+    targets: np.ndarray,
 ) -> tuple[keras.Model, FitResult]:
-    """The compiled model, trained (or resumed, or given `trained`'s weights), at its best epoch."""
+    """The compiled model, trained on `targets` (or resumed, or given `trained`'s weights), at its
+    best epoch."""
     steps = recipe.steps_per_epoch(len(prepared.train), cfg.train.batch_size)
     model, schedule = build_compiled_model(cfg, prepared.train.images.shape[1:], steps, precision)
-    if resume_run_id is None:
+    if "model_parameters" not in runs.logged_metrics(run_id):
         mlflow.log_metrics(
             {
                 "model_parameters": float(model.count_params()),
@@ -322,8 +333,8 @@ def train_phase(
     if trained is not None:
         return model, load_trained(model, trained, prepared.val, cfg.train.tta, log_epoch)
     verbose = not cfg.purpose.light
-    fitted = train(model, cfg, prepared, [*schedule, *callbacks], folder, log_epoch, verbose)
-    return model, fitted
+    hooks = FitHooks(folder, log_epoch, [*schedule, *callbacks], verbose)
+    return model, train(model, cfg, prepared, targets, hooks)
 
 
 def test_phase(
@@ -422,25 +433,33 @@ def finished_run_result(run_id: str, cfg: ExperimentConfig) -> RunResult:
     )
 
 
+def training_targets(
+    cfg: ExperimentConfig, faces: Faces, prepared: Prepared, trained: Trained | None
+) -> np.ndarray:
+    """What the model learns each training face as: its label, or (distillation) the label blended
+    with the teacher's probabilities, from a teacher trained on exactly these faces."""
+    labels = prepared.train.labels
+    if cfg.distill.teacher_run is None or trained is not None:
+        return labels
+    train = prepared.train
+    digest = lineage.split_entry(faces, "train", train, prepared.synthetic["train"])["digest"]
+    probs = teacher.teacher_probabilities(cfg.distill.teacher_run, digest, train.images)
+    return distill.soft_targets(labels, probs, cfg.distill)
+
+
 def train(
-    model: keras.Model,
-    cfg: ExperimentConfig,
-    prepared: Prepared,
-    callbacks,
-    folder: Path | None,
-    log_epoch,
-    verbose: bool,
+    model: keras.Model, cfg: ExperimentConfig, prepared: Prepared, targets: np.ndarray, hooks
 ) -> FitResult:
     weights = class_weights(prepared.train.labels) if cfg.balance.class_weight else None
     return fit(
         model,
-        (prepared.train.images, prepared.train.labels),
+        (prepared.train.images, targets),
         (prepared.val.images, prepared.val.labels),
         cfg.train,
         cfg.augment,
         cfg.seed,
         weights,
-        FitHooks(folder, log_epoch, callbacks, verbose),
+        hooks,
     )
 
 

@@ -156,23 +156,14 @@ def print_seeds(cfg, result) -> None:
 def resumed_config(run_id: str):
     """The config a run was started with (its config.yaml artifact)."""
     import mlflow
-    import yaml
 
-    from workbench.config import config_from_dict
-    from workbench.errors import WorkbenchError
-    from workbench.tracking.runs import check_resumable
-    from workbench.tracking.store import display_uri, tracking_uri
+    from workbench.tracking.runs import check_resumable, logged_config
+    from workbench.tracking.store import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
-    try:
-        text = mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
-    except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing run or artifact
-        raise WorkbenchError(
-            f"--resume {run_id}: no such run with a config.yaml in {display_uri(tracking_uri())} "
-            f"({type(err).__name__})"
-        ) from None
+    cfg = logged_config(run_id, f"--resume {run_id}")
     check_resumable(run_id)
-    return config_from_dict(yaml.safe_load(text), f"run {run_id} config.yaml")
+    return cfg
 
 
 if __name__ == "__main__":

@@ -102,9 +102,10 @@ def mixed(ds: tf.data.Dataset, mixers: list[keras.layers.Layer], seed: int) -> t
 def training_dataset(
     images: np.ndarray, labels: np.ndarray, batch_size: int, augment: AugmentConfig, seed: int
 ) -> tf.data.Dataset:
-    """Shuffled, augmented full batches of (float32 images 0..255, one-hot labels), prefetched."""
+    """Shuffled, augmented full batches of (float32 images 0..255, one-hot labels), prefetched.
+    `labels`: class indices, or (N, 7) target probabilities (distillation's soft labels)."""
     images_t = tf.constant(images)
-    labels_t = tf.one_hot(labels, NUM_CLASSES)
+    labels_t = tf.one_hot(labels, NUM_CLASSES) if labels.ndim == 1 else tf.constant(labels)
     steps = [
         layer for layer in (build_augmenter(augment, seed), build_eraser(augment, seed)) if layer
     ]

@@ -71,6 +71,26 @@ class AugmentConfig(Section):
     )
 
 
+class DistillConfig(Section):
+    """Knowledge distillation: train on a blend of the label and a teacher's probabilities for each
+    training face (computed once, the teacher's own test-time views; Hinton et al. 2015)."""
+
+    teacher_run: str | None = Field(
+        None,
+        description="MLflow run id of a finished, tested run trained on exactly these training faces; "
+        "null = off",
+    )
+    weight: float = Field(
+        0.9, ge=0.0, le=1.0, description="the teacher's share of each training target"
+    )
+    temperature: float = Field(
+        1.0,
+        gt=0.0,
+        le=20.0,
+        description="softens the teacher's probabilities: p^(1/T), renormalised",
+    )
+
+
 class ModelConfig(Section):
     name: str = Field("reference", description="one of the registry's models (core/models)")
     filters: list[int] | None = Field(

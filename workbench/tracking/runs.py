@@ -84,6 +84,24 @@ def finished_children(experiment_id: str, parent_run_id: str, index_tag: str) ->
     return {r.data.tags[index_tag]: r for r in found if index_tag in r.data.tags}
 
 
+def logged_config(run_id: str, where: str):
+    """The config a run was started with (its config.yaml artifact), or a one-line error: `where`
+    names what asked for the run (`--resume ID`)."""
+    import yaml
+
+    from workbench.config import config_from_dict
+    from workbench.tracking.store import display_uri, tracking_uri
+
+    try:
+        text = mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
+    except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing run or artifact
+        raise WorkbenchError(
+            f"{where}: no such run with a config.yaml in {display_uri(tracking_uri())} "
+            f"({type(err).__name__})"
+        ) from None
+    return config_from_dict(yaml.safe_load(text), f"run {run_id} config.yaml")
+
+
 def check_resumable(run_id: str) -> None:
     """A FINISHED run is complete: training into it again would log every score twice."""
     run = mlflow.MlflowClient().get_run(run_id)

@@ -1,0 +1,48 @@
+"""A distillation teacher: a finished, tested run's model, accepted only if it was trained on exactly
+the student's training faces (so it never saw a face the student is validated or tested on)."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+
+from workbench.core.tta import predict
+from workbench.errors import WorkbenchError
+from workbench.tracking.lineage import CONTEXTS
+from workbench.tracking.runs import logged_config
+
+
+def training_digest(run) -> str | None:
+    """The digest the run logged for its training split (mlflow.log_input, context `training`)."""
+    for entry in run.inputs.dataset_inputs:
+        contexts = {t.value for t in entry.tags if t.key == "mlflow.data.context"}
+        if CONTEXTS["train"] in contexts:
+            return entry.dataset.digest
+    return None
+
+
+def teacher_run(run_id: str, train_digest: str):
+    """The teacher's MLflow run, checked: finished, tested, trained on the faces of `train_digest`."""
+    where = f"distill.teacher_run {run_id}"
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise WorkbenchError(f"{where}: no such run in {mlflow.get_tracking_uri()}") from None
+    if run.info.status != "FINISHED" or "test_accuracy" not in run.data.metrics:
+        raise WorkbenchError(f"{where}: the run is {run.info.status}, untested; finish it first")
+    theirs = training_digest(run)
+    if theirs != train_digest[: len(theirs or "")] or theirs is None:
+        raise WorkbenchError(
+            f"{where}: it was trained on other faces (training split {theirs}, this run's "
+            f"{train_digest[:16]}); give the teacher's data, split and balance settings"
+        )
+    return run
+
+
+def teacher_probabilities(run_id: str, train_digest: str, images: np.ndarray) -> np.ndarray:
+    """The teacher's probabilities for `images`, with the test-time views it was tested with."""
+    run = teacher_run(run_id, train_digest)
+    tta = logged_config(run_id, f"distill.teacher_run {run_id}").train.tta
+    model = mlflow.tensorflow.load_model(f"runs:/{run.info.run_id}/model")
+    probs, _ = predict(model, images, tta)
+    return probs
