@@ -583,3 +583,26 @@ def test_without_a_browser_the_run_finishes_with_html_figures_and_its_model(tmp_
     assert {f"figures/{name}.html" for name in FIGURES} | {"figures/report.html"} <= paths
     assert not any(p.endswith(".png") for p in paths)
     assert any(p.startswith("model/") for p in paths) or run.outputs.model_outputs
+
+
+def test_an_unfinished_run_of_another_config_is_named_not_resumed(tracking_store, capsys):
+    """Same command after the config changed (a key added by an upgrade): a new run, and a note
+    saying which unfinished run `--resume` continues."""
+    from workbench.experiment import resume_target
+    from workbench.tracking import checkpoints, store
+
+    cfg = load_config("baseline", [])
+    experiment_id = store.configure("baseline")
+    with mlflow.start_run(run_name="baseline", tags={"resume_key": "before"}) as run:
+        pass
+    MlflowClient().set_terminated(run.info.run_id, "KILLED")
+    folder = checkpoints.checkpoint_dir(run.info.run_id)
+    folder.mkdir(parents=True)
+    (folder / "state.json").write_text("{}")
+
+    assert resume_target(cfg, experiment_id, "before", None, None) == run.info.run_id
+    assert capsys.readouterr().out == ""
+    assert resume_target(cfg, experiment_id, "after", None, None) is None
+    out = capsys.readouterr().out
+    assert f"unfinished run {run.info.run_id} of 'baseline'" in out
+    assert f"--resume {run.info.run_id}" in out

@@ -187,9 +187,17 @@ def resume_target(
     if resume_run_id is not None:
         runs.check_resumable(resume_run_id)
         return resume_run_id
-    if cfg.purpose.resumable and trained is None:
-        return checkpoints.find_resumable_run(experiment_id, key)
-    return None
+    if not cfg.purpose.resumable or trained is not None:
+        return None
+    found = checkpoints.find_resumable_run(experiment_id, key)
+    if found is None:
+        name = cfg.tracking.run_name or cfg.name
+        for other in checkpoints.resumable_with_other_config(experiment_id, name, key):
+            print(
+                f"note: unfinished run {other} of {name!r} was started with another config (edited, or "
+                f"a key added since) and is not resumed; `--resume {other}` continues it"
+            )
+    return found
 
 
 def model_phase(cfg: ExperimentConfig, run_id: str, model: keras.Model, split: Faces) -> str | None:

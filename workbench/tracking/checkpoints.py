@@ -43,6 +43,20 @@ def _owner_alive(folder: Path) -> bool:
     return isinstance(owner.get("pid"), int) and processes.alive(owner["pid"])
 
 
+def _resumable(runs) -> list[str]:
+    """The ids of `runs` that are unfinished, checkpointed on this machine and trained by no one."""
+    out = []
+    for run in runs:
+        folder = checkpoint_dir(run.info.run_id)
+        if (
+            run.info.status in UNFINISHED
+            and (folder / "state.json").is_file()
+            and not _owner_alive(folder)
+        ):
+            out.append(run.info.run_id)
+    return out
+
+
 def find_resumable_run(experiment_id: str, key: str, tag: str = "resume_key") -> str | None:
     """The newest unfinished run tagged `tag` = key (same config and data) whose checkpoint is on this
     machine and that no live process is training."""
@@ -52,15 +66,20 @@ def find_resumable_run(experiment_id: str, key: str, tag: str = "resume_key") ->
         order_by=["attributes.start_time DESC"],
         max_results=20,
     )
-    for run in runs:
-        folder = checkpoint_dir(run.info.run_id)
-        if (
-            run.info.status in UNFINISHED
-            and (folder / "state.json").is_file()
-            and not _owner_alive(folder)
-        ):
-            return run.info.run_id
-    return None
+    found = _resumable(runs)
+    return found[0] if found else None
+
+
+def resumable_with_other_config(experiment_id: str, name: str, key: str) -> list[str]:
+    """Unfinished runs of the same name whose config differs (edited, or a key added since): not
+    resumed by the same command, so the caller says how to continue them."""
+    runs = mlflow.MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.mlflow.runName = '{name}' and tags.resume_key != '{key}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=20,
+    )
+    return _resumable(runs)
 
 
 @contextlib.contextmanager
