@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import REPO, SHARED_DATA
 
 from workbench import CLASS_NAMES
 from workbench.serve import shipped
@@ -42,14 +43,85 @@ def test_no_model_argument_means_the_shipped_model_said_on_one_line(capsys):
     assert model.input_shape[1:] == (48, 48, 1) and model.output_shape[-1] == len(CLASS_NAMES)
 
 
-def test_the_shipped_file_holds_weights_without_an_optimizer_state():
+def assert_weights_only(path) -> None:
     import io
     import zipfile
 
     import h5py
 
-    with zipfile.ZipFile(shipped.MODEL_FILE) as archive:
+    with zipfile.ZipFile(path) as archive:
         weights = io.BytesIO(archive.read("model.weights.h5"))
     with h5py.File(weights) as h5:
         assert "optimizer" not in h5 and "layers" in h5
-    assert getattr(shipped.load_model(), "optimizer", None) is None
+    assert getattr(shipped.load_model(path), "optimizer", None) is None
+
+
+def test_the_shipped_file_holds_weights_without_an_optimizer_state():
+    assert_weights_only(shipped.MODEL_FILE)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "ckplus48").is_dir(), reason="needs ../shared/data")
+def test_ship_model_writes_a_card_recomputed_from_the_file_on_every_set(tmp_path):
+    """A distilled run shipped to a folder: the file gives the run's figure again, the card scores the
+    file on every evaluation set with intervals, and names the teacher with its own figure."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from workbench.config import load_config
+    from workbench.experiment import run_experiment
+
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    small = ["data.image_size=32", "model.filters=[8,16,16,16,16]", "model.dense_units=32"]
+    small += ["train.epochs=1", f"data.cache_dir={tmp_path / 'cache'}", "tracking.experiment=ship"]
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        big = run_experiment(load_config("baseline", small))
+        student = run_experiment(
+            load_config("baseline", [*small, f"distill.teacher_run={big.run_id}"])
+        )
+    finally:
+        del os.environ["MLFLOW_TRACKING_URI"]
+    out = tmp_path / "shipped"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "tools/ship_model.py",
+            student.run_id,
+            "--tracking-uri",
+            uri,
+            "--shared",
+            str(SHARED_DATA),
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    card = json.loads((out / "card.json").read_text())
+    assert card["privatetest_recomputed"]["accuracy"] == pytest.approx(
+        student.metrics["test_accuracy"]
+    )
+    rows = card["evaluation"]
+    for name in (
+        "FER-2013 PrivateTest",
+        "ExpW faces96 crops",
+        "CK+48, six shared classes",
+        "FER+ joined Training faces vs FER+ majority",
+    ):
+        low, high = rows[name]["accuracy_ci"]
+        assert low <= rows[name]["accuracy"] <= high and rows[name]["faces"] > 100, name
+    assert (
+        rows["FER-2013 PrivateTest"]["faces"] == 3589
+        and rows["CK+48, six shared classes"]["faces"] == 927
+    )
+    assert card["teacher"]["run_id"] == big.run_id
+    assert card["teacher"]["accuracy"] == pytest.approx(big.metrics["test_accuracy"])
+    page = (out / "MODEL_CARD.md").read_text()
+    assert f"Distilled from** run {big.run_id}" in page and "| ExpW faces96 crops | 5,705 |" in page
+    assert_weights_only(out / "model.keras")

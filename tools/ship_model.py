@@ -1,10 +1,12 @@
 """Rebuild the shipped model and its card from a finished MLflow run of a FER-2013 experiment (fer2013, fer2013-fast, ...).
 
-    python tools/ship_model.py RUN_ID [--tracking-uri URI]
+    python tools/ship_model.py RUN_ID [--tracking-uri URI] [--shared ../shared/data] [--out DIR]
 
 Writes workbench/shipped/model.keras, card.json and MODEL_CARD.md (each to a temporary file, then
-renamed). The card copies the run's PrivateTest figures and adds a re-evaluation of the saved weights on
-the bundled sample's PrivateTest faces, which tests/test_predict.py recomputes.
+renamed). The card copies the run's PrivateTest figures, checks that the saved file gives them again,
+scores the saved file on every evaluation set (workbench/serve/evaluation.py: PrivateTest, ExpW,
+CK+48, FER+) and on the bundled sample's PrivateTest faces (which tests/test_predict.py recomputes),
+and names the teacher of a distilled model with its own PrivateTest figure.
 """
 
 from __future__ import annotations
@@ -28,13 +30,59 @@ from workbench.core.models import inputs  # noqa: E402, F401  (registers FaceCro
 from workbench.core.settings import TrainConfig  # noqa: E402
 from workbench.files import atomic_path, write_json_atomic, write_text_atomic  # noqa: E402
 from workbench.serve import shipped  # noqa: E402
+from workbench.serve.evaluation import evaluation_sets, scored  # noqa: E402
+
+
+def evaluated(model, tta: str, shared: Path) -> tuple[dict, dict]:
+    """The saved file's scores on every evaluation set, and FER+'s agreement with FER-2013."""
+    if not shared.is_dir():
+        sys.exit(f"{shared}: no such folder (the real data: --shared DIR)")
+    size, channels = int(model.input_shape[1]), int(model.input_shape[-1])
+    sets, ferplus = evaluation_sets(shared, size, channels)
+    return {name: r for name, (r, _) in scored(model, tta, sets).items()}, ferplus
+
+
+def evaluation_rows(evaluation: dict) -> str:
+    return "\n".join(
+        f"| {name} | {r['faces']:,} | {r['accuracy']:.4f} [{r['accuracy_ci'][0]:.3f}, "
+        f"{r['accuracy_ci'][1]:.3f}] | {r['macro_f1']:.4f} | {r['chance_uniform']:.3f} | "
+        f"{r['chance_majority']:.3f} |"
+        for name, r in evaluation.items()
+    )
+
+
+def teacher(client, config: dict) -> dict | None:
+    """A distilled model's teacher: its run, model and PrivateTest figures (the card reports both)."""
+    run_id = (config.get("distill") or {}).get("teacher_run")
+    if not run_id:
+        return None
+    m = client.get_run(run_id).data.metrics
+    return {
+        "run_id": run_id,
+        "model_parameters": int(m["model_parameters"]),
+        "accuracy": m["test_accuracy"],
+        "accuracy_ci": [m.get("test_accuracy_ci_low"), m.get("test_accuracy_ci_high")],
+        "macro_f1": m["test_macro_f1"],
+    }
+
+
+def teacher_line(t: dict | None) -> str:
+    if t is None:
+        return ""
+    return (
+        f"\n- **Distilled from** run {t['run_id']} ({t['model_parameters']:,} parameters): PrivateTest "
+        f"accuracy {t['accuracy']:.4f}, macro-F1 {t['macro_f1']:.4f}."
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_id")
     parser.add_argument("--tracking-uri", default=None, help="default: the workbench's store")
+    parser.add_argument("--shared", type=Path, default=Path("../shared/data"), help="the real data")
+    parser.add_argument("--out", type=Path, default=shipped.SHIPPED_DIR, help="where to write")
     args = parser.parse_args()
+    model_file, card_file = args.out / shipped.MODEL_FILE.name, args.out / shipped.CARD_FILE.name
     from workbench.tracking.store import tracking_uri
 
     uri = args.tracking_uri or tracking_uri()
@@ -63,13 +111,14 @@ def main() -> int:
                 f"file, {m['test_accuracy']:.6f} in run {args.run_id}: not shipped"
             )
         check = shipped.sample_check(saved, tta)
-        shipped.SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
-        with atomic_path(shipped.MODEL_FILE) as tmp_model:  # model.tmp.keras: same folder, renamed
+        evaluation, ferplus = evaluated(saved, tta, args.shared)
+        args.out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(model_file) as tmp_model:  # model.tmp.keras: same folder, renamed
             shutil.copyfile(candidate, tmp_model)
     card = {
         "model": f"{config['model']['name']} ({int(m['model_parameters']):,} parameters)",
-        "file": shipped.MODEL_FILE.name,
-        "file_bytes": shipped.MODEL_FILE.stat().st_size,
+        "file": model_file.name,
+        "file_bytes": model_file.stat().st_size,
         "input": f"{config['data']['image_size']}x{config['data']['image_size']} "
         f"{'grey' if config['data']['channels'] == 1 else 'RGB'}, pixels 0-255",
         "classes": list(CLASS_NAMES),
@@ -96,6 +145,9 @@ def main() -> int:
         },
         "sample_check": check,
         "privatetest_recomputed": recomputed,
+        "evaluation": evaluation,
+        "ferplus_agreement": ferplus,
+        "teacher": teacher(client, config),
         "mlflow": {
             "run_id": args.run_id,
             "tracking_uri": uri,
@@ -105,11 +157,11 @@ def main() -> int:
         "config": config,
         "rebuild": f"python -m workbench.run {config['name']}, then python tools/ship_model.py <run id>",
     }
-    write_json_atomic(shipped.CARD_FILE, card)
+    write_json_atomic(card_file, card)
     t = card["test"]
     rows = "\n".join(f"| {c} | {v:.3f} |" for c, v in t["per_class_f1"].items())
     write_text_atomic(
-        shipped.SHIPPED_DIR / "MODEL_CARD.md",
+        args.out / "MODEL_CARD.md",
         f"""# Model card: the shipped FER model
 
 - **Model**: {card["model"]}, {card["input"]}; file `{card["file"]}` ({card["file_bytes"] / 1024:.0f} KB).
@@ -120,7 +172,7 @@ def main() -> int:
   macro-F1 **{t["macro_f1"]:.4f}** (chance {t["chance"]:.3f} uniform, {t["majority"]:.3f} always the commonest class).
 - **Check on the bundled sample** (its {check["faces"]} PrivateTest faces, data digest {check["digest"]}):
   accuracy {check["accuracy"]:.4f}, macro-F1 {check["macro_f1"]:.4f}; recomputed by the tests.
-- **MLflow run**: {args.run_id} ({uri}), commit {card["mlflow"]["git_commit"]}; built {card["date"]}.
+- **MLflow run**: {args.run_id} ({uri}), commit {card["mlflow"]["git_commit"]}; built {card["date"]}.{teacher_line(card["teacher"])}
 - **Limits**: FER-2013 is 48x48 grey web faces, mostly frontal; accuracy drops on other data (see the
   README's cross-dataset check on ExpW); not for decisions about people.
 
@@ -128,12 +180,17 @@ def main() -> int:
 |---|---|
 {rows}
 
+Recomputed from the file ({tta} test-time views; 95% bootstrap intervals; see
+workbench/serve/evaluation.py for each set):
+
+| data | faces | accuracy [95%] | macro-F1 | chance | commonest class |
+|---|---|---|---|---|---|
+{evaluation_rows(evaluation)}
+
 Rebuild: {card["rebuild"]}
 """,
     )
-    print(
-        f"written {shipped.MODEL_FILE} ({card['file_bytes'] / 1024:.0f} KB), card.json, MODEL_CARD.md"
-    )
+    print(f"written {model_file} ({card['file_bytes'] / 1024:.0f} KB), card.json, MODEL_CARD.md")
     print(f"sample check: {check}")
     return 0
 
