@@ -35,9 +35,8 @@ def tta() -> str:
 def save_without_optimizer(model, path: Path) -> None:
     """The model's architecture and weights, without the optimizer's state a trained model carries
     (AdamW's two moments would triple the file): what predict needs and no more."""
-    import keras
-
-    bare = keras.models.clone_model(model)
+    # from_config, not clone_model: Keras compiles a clone of a compiled model, optimizer included.
+    bare = model.__class__.from_config(model.get_config())
     bare.set_weights(model.get_weights())
     bare.save(path)
 
