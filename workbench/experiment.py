@@ -28,6 +28,7 @@ from workbench.core.protocol import Prepared, prepare
 from workbench.core.train import FitHooks, FitResult, fit
 from workbench.core.tta import predict
 from workbench.data import load_faces
+from workbench.data.cache import cache_root
 from workbench.data.faces import Faces
 from workbench.errors import WorkbenchError
 from workbench.tracking import (
@@ -451,7 +452,8 @@ def training_targets(
         return labels
     train = prepared.train
     digest = lineage.split_entry(faces, "train", train, prepared.synthetic["train"])["digest"]
-    probs = teacher.teacher_probabilities(cfg.distill.teacher_run, digest, train.images)
+    cache = cache_root(cfg.data.cache_dir)
+    probs = teacher.teacher_probabilities(cfg.distill.teacher_run, digest, train.images, cache)
     return distill.soft_targets(labels, probs, cfg.distill)
 
 

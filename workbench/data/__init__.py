@@ -95,7 +95,7 @@ def load_faces(cfg: DataConfig, seed: int) -> Faces:
     key = cache.cache_key(
         source.format, cache.sources_digest(root, source.files(), cfg.workers), params
     )
-    cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else cache.default_cache_dir()
+    cache_dir = cache.cache_root(cfg.cache_dir)
     faces = cache.load(cache_dir, key)
     if faces is None:
         faces = source.decode(shape, cfg.workers)

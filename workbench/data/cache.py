@@ -31,6 +31,11 @@ def default_cache_dir() -> Path:
     return Path(base) / "fer-workbench"
 
 
+def cache_root(configured: str | None) -> Path:
+    """`data.cache_dir` when set, else the user's cache."""
+    return Path(configured).expanduser() if configured else default_cache_dir()
+
+
 def file_digest(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

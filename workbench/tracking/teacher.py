@@ -3,9 +3,13 @@ the student's training faces (so it never saw a face the student is validated or
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import mlflow
 import numpy as np
 
+from workbench import NUM_CLASSES
 from workbench.core.tta import predict
 from workbench.errors import WorkbenchError
 from workbench.tracking.lineage import CONTEXTS
@@ -39,10 +43,22 @@ def teacher_run(run_id: str, train_digest: str):
     return run
 
 
-def teacher_probabilities(run_id: str, train_digest: str, images: np.ndarray) -> np.ndarray:
-    """The teacher's probabilities for `images`, with the test-time views it was tested with."""
+def teacher_probabilities(
+    run_id: str, train_digest: str, images: np.ndarray, cache_dir: Path
+) -> np.ndarray:
+    """The teacher's probabilities for `images`, with the test-time views it was tested with; kept in
+    `cache_dir` (ten-crop of a big net is minutes on a CPU: a resumed run or a study's trials reuse it)."""
     run = teacher_run(run_id, train_digest)
+    cached = cache_dir / "teachers" / f"{run_id}-{train_digest[:16]}.npy"
+    if cached.is_file():
+        probs = np.load(cached)
+        if probs.shape == (len(images), NUM_CLASSES):
+            return probs
     tta = logged_config(run_id, f"distill.teacher_run {run_id}").train.tta
     model = mlflow.tensorflow.load_model(f"runs:/{run.info.run_id}/model")
     probs, _ = predict(model, images, tta)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(f"{cached.stem}.{os.getpid()}.tmp.npy")  # one per writer: workers race
+    np.save(tmp, probs)
+    os.replace(tmp, cached)
     return probs
