@@ -104,7 +104,7 @@ def test_malformed_set_and_unknown_experiment():
         match=r"does-not-exist: no such experiment in \./experiments or the shipped ones "
         r"\(experiments: baseline, fer2013, fer2013-fast, fer2013-mini-xception, fer2013-original, "
         r"fer2013-student, "
-        r"reproduce-65; sweeps: sweep, sweep-fer2013\)",
+        r"reproduce-65; sweeps: sweep, sweep-fer2013, sweep-student\)",
     ):
         load_config("does-not-exist")
 
