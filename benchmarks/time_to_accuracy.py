@@ -3,10 +3,14 @@ its PrivateTest scores once at the end (epoch picked on PublicTest), paired agai
 
     python benchmarks/time_to_accuracy.py [--data fer2013.csv.gz] [--experiments fer2013-original
         fer2013-fast fer2013] [--set KEY=VALUE ...] [--json benchmarks/results/time_to_accuracy.json]
+        [--so-far [--run NAME=RUN_ID ...]]
 
 Each experiment is `python -m workbench.run NAME`'s run: a finished run of the same config and data is
 read back, an unfinished one resumed, none started. The first row (the original project's recipe,
 experiments/fer2013-original.yaml) is the baseline the others are tested against, face by face.
+`--so-far` trains nothing: each experiment's newest run as it stands (or the run named by `--run`),
+its PublicTest curve to the last logged epoch; PrivateTest and the paired test only for finished
+runs (an unfinished run is never tested). Written beside --json as <name>_so_far.*.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from results_file import write_results  # noqa: E402
 
 from workbench.config import ExperimentConfig, load_config  # noqa: E402
 from workbench.studies import paired  # noqa: E402
-from workbench.tracking import store  # noqa: E402
+from workbench.tracking import lineage, store  # noqa: E402
 
 THRESHOLDS = (0.55, 0.60, 0.65, 0.70)  # PublicTest accuracies whose first epoch the table times
 EXPERIMENTS = ("fer2013-original", "fer2013-fast", "fer2013")
@@ -45,6 +49,22 @@ def finished_or_trained(cfg: ExperimentConfig) -> str:
     return found[0].info.run_id if found else run_experiment(cfg).run_id
 
 
+def newest_run(cfg: ExperimentConfig) -> str | None:
+    """The newest run of cfg on its data, finished or not (--so-far reads, never trains)."""
+    from workbench.data import load_faces
+    from workbench.experiment import resume_key
+
+    key = resume_key(cfg, load_faces(cfg.data, cfg.data_seed).digest)
+    experiment_id = store.configure(cfg.experiment_name)
+    found = mlflow.MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.resume_key = '{key}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
+
+
 def curve(run_id: str) -> list[tuple[float, float]]:
     """(training minutes at the end of each epoch, its PublicTest accuracy)."""
     client = mlflow.MlflowClient()
@@ -60,28 +80,44 @@ def curve(run_id: str) -> list[tuple[float, float]]:
 
 
 def row(name: str, run_id: str) -> dict:
-    m = mlflow.MlflowClient().get_run(run_id).data.metrics
-    points = curve(run_id)
+    run = mlflow.MlflowClient().get_run(run_id)
+    m, points = run.data.metrics, curve(run_id)
     reached = {
         f"{t:.2f}": next((minutes for minutes, acc in points if acc >= t), None) for t in THRESHOLDS
     }
+    accuracies = [acc for _, acc in points]
+    speed = images_per_second(run, points)
+    tested = run.info.status == "FINISHED" and "test_accuracy" in m
     return {
         "experiment": name,
         "run_id": run_id,
-        "epochs": int(m["epochs_run"]),
-        "best_epoch": int(m["best_epoch"]) + 1,
-        "train_minutes": round(m.get("train_seconds", 0.0) / 60, 1),
-        "images_per_second": round(m.get("train_images_per_second", 0.0), 1),
+        "status": run.info.status,
+        "epochs": len(points),
+        # the epoch the run restored (its monitor's), else the best PublicTest accuracy's so far
+        "best_epoch": int(m["best_epoch"]) + 1 if tested else accuracies.index(max(accuracies)) + 1,
+        "train_minutes": points[-1][0],
+        "images_per_second": speed and round(speed, 1),
         "parameters": int(m["model_parameters"]),
-        "best_publictest_accuracy": max(acc for _, acc in points),
+        "best_publictest_accuracy": max(accuracies),
         "minutes_to_publictest": reached,
         "privatetest": {
             k: [m[f"test_{k}"], m[f"test_{k}_ci_low"], m[f"test_{k}_ci_high"]]
             for k in ("accuracy", "macro_f1")
-        },
-        "chance": {k: m[f"test_chance_{k}"] for k in ("uniform", "majority")},
+        }
+        if tested
+        else None,
+        "chance": {k: m[f"test_chance_{k}"] for k in ("uniform", "majority")} if tested else None,
         "curve": points,
     }
+
+
+def images_per_second(run, points: list[tuple[float, float]]) -> float | None:
+    """Training faces times epochs over training seconds (the run's own figure once it finished)."""
+    if "train_images_per_second" in run.data.metrics:
+        return run.data.metrics["train_images_per_second"]
+    logged = lineage.split_input(run, "train")
+    faces = {t.key: t.value for t in logged.tags}.get("faces") if logged else None
+    return int(faces) * len(points) / (points[-1][0] * 60) if faces else None
 
 
 def against(baseline: dict, other: dict) -> dict:
@@ -95,28 +131,38 @@ def table(rows: list[dict]) -> str:
     head += " | PrivateTest acc [95%] | macro-F1 | vs first row |\n"
     lines = [head + "|---" * (9 + len(THRESHOLDS) - 1) + "|"]
     for r in rows:
-        acc, f1 = r["privatetest"]["accuracy"], r["privatetest"]["macro_f1"]
-        gain = r.get("vs_baseline")
-        vs = (
-            "baseline"
-            if gain is None
-            else f"{gain['accuracy_gain'][0]:+.4f}, p {gain['mcnemar_p']:.2g}"
-        )
         reached = " | ".join(
             "-" if v is None else f"{v:.0f}" for v in r["minutes_to_publictest"].values()
         )
+        speed = "-" if r["images_per_second"] is None else f"{r['images_per_second']:.0f}"
         lines.append(
-            f"| {r['experiment']} | {r['epochs']} ({r['best_epoch']}) | {r['train_minutes']} | "
-            f"{r['images_per_second']:.0f} | {r['best_publictest_accuracy']:.4f} | {reached} | "
-            f"{acc[0]:.4f} [{acc[1]:.3f}, {acc[2]:.3f}] | {f1[0]:.4f} | {vs} |"
+            f"| {r['experiment']} | {r['epochs']} ({r['best_epoch']}) | {r['train_minutes']:.1f} | "
+            f"{speed} | {r['best_publictest_accuracy']:.4f} | {reached} | {tested_cells(r)} |"
         )
-    chance = rows[0]["chance"]
-    lines.append(
-        f"\nChance on PrivateTest: {chance['uniform']:.3f} uniform, {chance['majority']:.3f} always "
-        "the commonest class. Minutes: training only (epochs and their PublicTest scoring); "
-        "'vs first row': paired accuracy gain, exact McNemar p."
-    )
+    chance = next((r["chance"] for r in rows if r["chance"]), None)
+    note = "Minutes: training only (epochs and their PublicTest scoring); 'vs first row': paired "
+    note += "accuracy gain, exact McNemar p; '-': not reached, or not tested (an unfinished run)."
+    if chance:
+        note = (
+            f"Chance on PrivateTest: {chance['uniform']:.3f} uniform, {chance['majority']:.3f} "
+            f"always the commonest class. {note}"
+        )
+    lines.append(f"\n{note}")
     return "\n".join(lines)
+
+
+def tested_cells(r: dict) -> str:
+    """PrivateTest accuracy [95%] | macro-F1 | vs first row; dashes for an unfinished run."""
+    if r["privatetest"] is None:
+        return f"- ({r['status'].lower()}) | - | -"
+    acc, f1 = r["privatetest"]["accuracy"], r["privatetest"]["macro_f1"]
+    gain = r.get("vs_baseline")
+    vs = (
+        "baseline"
+        if gain is None
+        else f"{gain['accuracy_gain'][0]:+.4f}, p {gain['mcnemar_p']:.2g}"
+    )
+    return f"{acc[0]:.4f} [{acc[1]:.3f}, {acc[2]:.3f}] | {f1[0]:.4f} | {vs}"
 
 
 def figure(rows: list[dict]):
@@ -143,19 +189,30 @@ def main() -> int:
     parser.add_argument(
         "--json", type=Path, default=Path("benchmarks/results/time_to_accuracy.json")
     )
+    parser.add_argument("--so-far", action="store_true", help="train nothing: the runs as they are")
+    parser.add_argument("--run", action="append", default=[], metavar="NAME=RUN_ID")
     args = parser.parse_args()
+    chosen = dict(item.split("=", 1) for item in args.run)
+    out = args.json.with_name(f"{args.json.stem}_so_far.json") if args.so_far else args.json
     with user_errors():
         rows = []
         for name in args.experiments:
             cfg = load_config(name, [f"data.path={args.data}", *args.set])
-            rows.append(row(name, finished_or_trained(cfg)))
-        for r in rows[1:]:
-            r["vs_baseline"] = against(rows[0], r)
+            if not args.so_far:
+                rows.append(row(name, finished_or_trained(cfg)))
+            elif (run_id := chosen.get(name) or newest_run(cfg)) and curve(run_id):
+                rows.append(row(name, run_id))
+            else:
+                print(f"{name}: no epoch of a run of this config on this data yet (left out)")
+        tested = [r for r in rows if r["privatetest"] is not None]
+        for r in tested[1:]:
+            r["vs_baseline"] = against(tested[0], r)
         text = table(rows)
         print(f"\n{text}\n")
-        args.json.with_suffix(".md").write_text(text + "\n")
-        figure(rows).write_html(args.json.with_suffix(".html"), include_plotlyjs="cdn")
-        write_results(args.json, {"data": args.data, "overrides": args.set, "rows": rows})
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text(text + "\n")
+        figure(rows).write_html(out.with_suffix(".html"), include_plotlyjs="cdn")
+        write_results(out, {"data": args.data, "overrides": args.set, "rows": rows})
     return 0
 
 

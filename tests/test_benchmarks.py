@@ -45,7 +45,8 @@ def test_the_other_benchmarks_import(script):
 @pytest.mark.slow
 def test_time_to_accuracy_tables_each_recipe_and_reads_finished_runs_back(tmp_path):
     """Three recipes for one epoch on part of the bundled sample: a row each with its PublicTest curve
-    and PrivateTest interval, paired against the first; run again, it trains nothing."""
+    and PrivateTest interval, paired against the first; run again, it trains nothing; --so-far
+    tables an unfinished run's curve without testing it."""
     out = tmp_path / "tta.json"
     sample = REPO / "workbench" / "samples" / "fer2013_sample.csv.gz"
     args = ["--data", str(sample), "--set", "train.epochs=1", "--set", "data.max_faces=700"]
@@ -69,3 +70,31 @@ def test_time_to_accuracy_tables_each_recipe_and_reads_finished_runs_back(tmp_pa
     assert "| fer2013-original | 1 (1) |" in (tmp_path / "tta.md").read_text()
     assert "Chance on PrivateTest: 0.143 uniform" in (tmp_path / "tta.md").read_text()
     assert "fer2013-fast" in (tmp_path / "tta.html").read_text()
+    # --so-far trains nothing: a run stopped after 3 epochs is a row with its curve and no test.
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("fer2013").experiment_id
+    stopped = client.create_run(experiment, run_name="fer2013").info.run_id
+    client.log_metric(stopped, "model_parameters", 1000.0)
+    for step, acc in enumerate((0.30, 0.45, 0.40)):
+        client.log_metric(stopped, "val_accuracy", acc, step=step)
+        client.log_metric(stopped, "epoch_seconds", 60.0, step=step)
+    client.set_terminated(stopped, "KILLED")
+    proc = subprocess.run(
+        [*script, "--json", str(out), "--so-far", "--run", f"fer2013={stopped}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "step - accuracy" not in proc.stdout
+    rows = json.loads((tmp_path / "tta_so_far.json").read_text())["rows"]
+    assert [r["run_id"] for r in rows] == [*first[:2], stopped]
+    assert rows[2]["privatetest"] is None and "vs_baseline" not in rows[2]
+    assert rows[2]["curve"] == [[1.0, 0.3], [2.0, 0.45], [3.0, 0.4]]  # (minutes, accuracy)
+    assert rows[2]["best_epoch"] == 2 and rows[2]["minutes_to_publictest"]["0.55"] is None
+    assert 0 <= rows[1]["vs_baseline"]["mcnemar_p"] <= 1  # the tested rows still paired
+    assert "| fer2013 | 3 (2) | 3.0 | - | 0.4500 |" in (tmp_path / "tta_so_far.md").read_text()
+    assert "- (killed)" in (tmp_path / "tta_so_far.md").read_text()

@@ -120,6 +120,15 @@ def log_split_input(source: Faces, name: str, frame: pd.DataFrame, entry: dict) 
     log_input(dataset, CONTEXTS[name], tags)
 
 
+def split_input(run, name: str = "train"):
+    """The run's logged dataset input for split `name` (its digest, its tags: faces, per_class), or
+    None for a run that logged none."""
+    for entry in run.inputs.dataset_inputs:
+        if any(t.key == "mlflow.data.context" and t.value == CONTEXTS[name] for t in entry.tags):
+            return entry
+    return None
+
+
 def predictions_frame(ev, ids: np.ndarray) -> pd.DataFrame:
     """One row per face: its id, true and predicted label, and the 7 probabilities."""
     frame = pd.DataFrame({"id": ids, "label": ev.y_true, "predicted": ev.y_pred})

@@ -12,17 +12,8 @@ import numpy as np
 from workbench import NUM_CLASSES
 from workbench.core.tta import predict
 from workbench.errors import WorkbenchError
-from workbench.tracking.lineage import CONTEXTS
+from workbench.tracking.lineage import split_input
 from workbench.tracking.runs import logged_config
-
-
-def training_digest(run) -> str | None:
-    """The digest the run logged for its training split (mlflow.log_input, context `training`)."""
-    for entry in run.inputs.dataset_inputs:
-        contexts = {t.value for t in entry.tags if t.key == "mlflow.data.context"}
-        if CONTEXTS["train"] in contexts:
-            return entry.dataset.digest
-    return None
 
 
 def teacher_run(run_id: str, train_digest: str):
@@ -34,7 +25,8 @@ def teacher_run(run_id: str, train_digest: str):
         raise WorkbenchError(f"{where}: no such run in {mlflow.get_tracking_uri()}") from None
     if run.info.status != "FINISHED" or "test_accuracy" not in run.data.metrics:
         raise WorkbenchError(f"{where}: the run is {run.info.status}, untested; finish it first")
-    theirs = training_digest(run)
+    logged = split_input(run, "train")
+    theirs = logged.dataset.digest if logged is not None else None
     if theirs != train_digest[: len(theirs or "")] or theirs is None:
         raise WorkbenchError(
             f"{where}: it was trained on other faces (training split {theirs}, this run's "
