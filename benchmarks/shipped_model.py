@@ -1,13 +1,14 @@
 """The shipped model on faces it never trained on, and what eye alignment does to it.
 
     python benchmarks/shipped_model.py [--shared ../shared/data] [--json benchmarks/results/shipped_model.json]
-        [--candidate model.keras [--candidate-tta tencrop]]
+        [--candidate DIR/model.keras [--candidate-tta tencrop]]
 
 
 The rows are workbench/serve/evaluation.py's (accuracy, macro-F1, chance = 1/7 and the commonest
 class's share beside each). With `--candidate FILE`, a model meant to replace the shipped one is
 scored on the very same faces and each row gets the paired difference (candidate - shipped,
-bootstrap 95% interval) and exact McNemar p.
+bootstrap 95% interval) and exact McNemar p. A candidate: `python tools/ship_model.py RUN_ID --out DIR`
+(its card beside it gives the test-time views), then `--candidate DIR/model.keras`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ from workbench.core import stats  # noqa: E402
 from workbench.core.tta import TTA_MODES  # noqa: E402
 from workbench.serve import shipped  # noqa: E402
 from workbench.serve.evaluation import evaluation_sets, scored  # noqa: E402
+
+
+def candidate_tta(path: Path) -> str:
+    """The test-time views of the card beside a candidate file, else flip."""
+    return shipped.tta(path.parent) if (path.parent / shipped.CARD_FILE.name).is_file() else "flip"
 
 
 def paired_rows(sets, candidate, current) -> dict[str, dict]:
@@ -60,7 +66,11 @@ def main() -> int:
     parser.add_argument(
         "--candidate", type=Path, help="a .keras model to test against the shipped one"
     )
-    parser.add_argument("--candidate-tta", default="flip", choices=TTA_MODES)
+    parser.add_argument(
+        "--candidate-tta",
+        choices=TTA_MODES,
+        help="default: its card's (tools/ship_model.py --out DIR writes one beside it), else flip",
+    )
     args = parser.parse_args()
     model, card, tta = shipped.load_model(), shipped.card(), shipped.tta()
     size, channels = int(model.input_shape[1]), int(model.input_shape[-1])
@@ -73,6 +83,7 @@ def main() -> int:
             raise SystemExit(
                 f"{args.candidate}: input {other.input_shape[1:]}, the shipped model's {model.input_shape[1:]}"
             )
+        args.candidate_tta = args.candidate_tta or candidate_tta(args.candidate)
         candidate = scored(other, args.candidate_tta, sets)
         pairs = paired_rows(sets, candidate, rows)
     print(

@@ -74,7 +74,7 @@ def test_ship_model_writes_a_card_recomputed_from_the_file_on_every_set(tmp_path
     from workbench.experiment import run_experiment
 
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    small = ["data.image_size=32", "model.filters=[8,16,16,16,16]", "model.dense_units=32"]
+    small = ["model.filters=[8,16,16,16,16]", "model.dense_units=32"]  # 48 px: the shipped size
     small += ["train.epochs=1", f"data.cache_dir={tmp_path / 'cache'}", "tracking.experiment=ship"]
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
@@ -104,9 +104,8 @@ def test_ship_model_writes_a_card_recomputed_from_the_file_on_every_set(tmp_path
     )
     assert done.returncode == 0, done.stderr[-2000:]
     card = json.loads((out / "card.json").read_text())
-    assert card["privatetest_recomputed"]["accuracy"] == pytest.approx(
-        student.metrics["test_accuracy"]
-    )
+    recomputed = card["privatetest_recomputed"]["accuracy"]  # rounded to 6 places
+    assert recomputed == pytest.approx(student.metrics["test_accuracy"], abs=1e-6)
     rows = card["evaluation"]
     for name in (
         "FER-2013 PrivateTest",
@@ -125,3 +124,31 @@ def test_ship_model_writes_a_card_recomputed_from_the_file_on_every_set(tmp_path
     page = (out / "MODEL_CARD.md").read_text()
     assert f"Distilled from** run {big.run_id}" in page and "| ExpW faces96 crops | 5,705 |" in page
     assert_weights_only(out / "model.keras")
+
+    # The shipped candidate against today's shipped model, face by face, with its card's views.
+    bench = tmp_path / "bench.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/shipped_model.py",
+            "--shared",
+            str(SHARED_DATA),
+            "--candidate",
+            str(out / "model.keras"),
+            "--json",
+            str(bench),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(bench.read_text())
+    assert figures["candidate"]["tta"] == card["test"]["tta"] == "flip"
+    for name, pair in figures["candidate"]["paired"].items():
+        gain, low, high = pair["accuracy_gain"]
+        assert low <= gain <= high and 0 <= pair["mcnemar_p"] <= 1, name
+        assert figures["candidate"]["rows"][name]["accuracy"] == pytest.approx(
+            rows[name]["accuracy"]
+        )  # the card's figures are the file's

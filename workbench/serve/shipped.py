@@ -20,15 +20,15 @@ def available() -> bool:
     return MODEL_FILE.is_file() and CARD_FILE.is_file()
 
 
-def card() -> dict:
-    return json.loads(CARD_FILE.read_text())
+def card(folder: Path = SHIPPED_DIR) -> dict:
+    return json.loads((folder / CARD_FILE.name).read_text())
 
 
-def tta() -> str:
+def tta(folder: Path = SHIPPED_DIR) -> str:
     """The test-time augmentation the card's figures were computed with (older cards: `tta_flip`)."""
     from workbench.core.settings import tta_of
 
-    test = card()["test"]
+    test = card(folder)["test"]
     return test["tta"] if "tta" in test else tta_of(test.get("tta_flip"))
 
 
