@@ -34,7 +34,8 @@ def main(argv=None) -> int:
         from workbench.core import stats
         from workbench.core.tta import predict
         from workbench.data import load_faces
-        from workbench.experiment import audit_duplicates, prepare_faces
+        from workbench.dedupe import audit_duplicates
+        from workbench.experiment import prepare_faces
         from workbench.serve import shipped
 
         model = shipped.load_model()

@@ -10,7 +10,8 @@ import pytest
 from workbench.config import ExperimentConfig
 from workbench.core import duplicates
 from workbench.data import load_faces
-from workbench.experiment import audit_duplicates, drop_duplicates, prepare_faces
+from workbench.dedupe import audit_duplicates, drop_duplicates
+from workbench.experiment import prepare_faces
 
 
 @pytest.fixture(scope="module")

@@ -606,3 +606,31 @@ def test_an_unfinished_run_of_another_config_is_named_not_resumed(tracking_store
     out = capsys.readouterr().out
     assert f"unfinished run {run.info.run_id} of 'baseline'" in out
     assert f"--resume {run.info.run_id}" in out
+
+
+def test_test_faces_that_copy_training_faces_are_counted_shown_and_scored_without(
+    quick_run, store, tmp_path
+):
+    """The audit on a run: counts logged, a grid of the pairs, the scores without the copies beside
+    the headline; `data.dedupe: drop-from-eval` tests on the other faces only."""
+    from workbench.experiment import run_experiment
+
+    cfg, result = quick_run
+    client = MlflowClient(store)
+    m = client.get_run(result.run_id).data.metrics
+    copies, tested = int(m["dup_test_in_train_near"]), len(result.evaluation.y_true)
+    assert copies > 0 and m["dup_test_in_train"] <= copies  # exact ones are near ones too
+    assert m["test_nodup_faces"] == tested - copies
+    assert (
+        m["test_nodup_accuracy_ci_low"]
+        <= m["test_nodup_accuracy"]
+        <= m["test_nodup_accuracy_ci_high"]
+    )
+    assert "figures/duplicates.html" in artifact_paths(client, result.run_id)
+
+    dropped = run_experiment(
+        cfg.model_copy(update={"data": cfg.data.model_copy(update={"dedupe": "drop-from-eval"})})
+    )
+    assert len(dropped.evaluation.y_true) == tested - copies
+    assert "test_nodup_accuracy" not in dropped.metrics
+    assert "figures/duplicates.html" not in artifact_paths(client, dropped.run_id)
