@@ -60,15 +60,22 @@ def test_the_shipped_file_holds_weights_without_an_optimizer_state():
     assert_weights_only(shipped.MODEL_FILE)
 
 
+def tool(script: str, *args: str) -> None:
+    """A repository script on the real data, which must succeed."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, script, *args, "--shared", str(SHARED_DATA)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "ckplus48").is_dir(), reason="needs ../shared/data")
-def test_ship_model_writes_a_card_recomputed_from_the_file_on_every_set(tmp_path):
+def test_ship_model_writes_a_card_recomputed_from_the_file_on_every_set(tmp_path, monkeypatch):
     """A distilled run shipped to a folder: the file gives the run's figure again, the card scores the
     file on every evaluation set with intervals, and names the teacher with its own figure."""
     import json
-    import os
-    import subprocess
-    import sys
 
     from workbench.config import load_config
     from workbench.experiment import run_experiment
@@ -76,33 +83,11 @@ def test_ship_model_writes_a_card_recomputed_from_the_file_on_every_set(tmp_path
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     small = ["model.filters=[8,16,16,16,16]", "model.dense_units=32"]  # 48 px: the shipped size
     small += ["train.epochs=1", f"data.cache_dir={tmp_path / 'cache'}", "tracking.experiment=ship"]
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
-        big = run_experiment(load_config("baseline", small))
-        student = run_experiment(
-            load_config("baseline", [*small, f"distill.teacher_run={big.run_id}"])
-        )
-    finally:
-        del os.environ["MLFLOW_TRACKING_URI"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    big = run_experiment(load_config("baseline", small))
+    student = run_experiment(load_config("baseline", [*small, f"distill.teacher_run={big.run_id}"]))
     out = tmp_path / "shipped"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "tools/ship_model.py",
-            student.run_id,
-            "--tracking-uri",
-            uri,
-            "--shared",
-            str(SHARED_DATA),
-            "--out",
-            str(out),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    tool("tools/ship_model.py", student.run_id, "--tracking-uri", uri, "--out", str(out))
     card = json.loads((out / "card.json").read_text())
     recomputed = card["privatetest_recomputed"]["accuracy"]  # rounded to 6 places
     assert recomputed == pytest.approx(student.metrics["test_accuracy"], abs=1e-6)
@@ -127,23 +112,9 @@ def test_ship_model_writes_a_card_recomputed_from_the_file_on_every_set(tmp_path
 
     # The shipped candidate against today's shipped model, face by face, with its card's views.
     bench = tmp_path / "bench.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/shipped_model.py",
-            "--shared",
-            str(SHARED_DATA),
-            "--candidate",
-            str(out / "model.keras"),
-            "--json",
-            str(bench),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1200,
+    tool(
+        "benchmarks/shipped_model.py", "--candidate", str(out / "model.keras"), "--json", str(bench)
     )
-    assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(bench.read_text())
     assert figures["candidate"]["tta"] == card["test"]["tta"] == "flip"
     for name, pair in figures["candidate"]["paired"].items():
