@@ -33,36 +33,28 @@ THRESHOLDS = (0.55, 0.60, 0.65, 0.70)  # PublicTest accuracies whose first epoch
 EXPERIMENTS = ("fer2013-original", "fer2013-fast", "fer2013")
 
 
-def finished_or_trained(cfg: ExperimentConfig) -> str:
-    """The newest FINISHED run of cfg on its data, else the run trained (or resumed) now."""
-    from workbench.data import load_faces
-    from workbench.experiment import resume_key, run_experiment
-
-    key = resume_key(cfg, load_faces(cfg.data, cfg.data_seed).digest)
-    experiment_id = store.configure(cfg.experiment_name)  # before the client: it sets the store
-    found = mlflow.MlflowClient().search_runs(
-        [experiment_id],
-        filter_string=f"tags.resume_key = '{key}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return found[0].info.run_id if found else run_experiment(cfg).run_id
-
-
-def newest_run(cfg: ExperimentConfig) -> str | None:
-    """The newest run of cfg on its data, finished or not (--so-far reads, never trains)."""
+def newest_run(cfg: ExperimentConfig, finished: bool) -> str | None:
+    """The newest run of cfg on its data (only a FINISHED one with `finished`), else None."""
     from workbench.data import load_faces
     from workbench.experiment import resume_key
 
     key = resume_key(cfg, load_faces(cfg.data, cfg.data_seed).digest)
-    experiment_id = store.configure(cfg.experiment_name)
+    experiment_id = store.configure(cfg.experiment_name)  # before the client: it sets the store
+    status = " and attributes.status = 'FINISHED'" if finished else ""
     found = mlflow.MlflowClient().search_runs(
         [experiment_id],
-        filter_string=f"tags.resume_key = '{key}'",
+        filter_string=f"tags.resume_key = '{key}'{status}",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
     return found[0].info.run_id if found else None
+
+
+def finished_or_trained(cfg: ExperimentConfig) -> str:
+    """The newest FINISHED run of cfg on its data, else the run trained (or resumed) now."""
+    from workbench.experiment import run_experiment
+
+    return newest_run(cfg, finished=True) or run_experiment(cfg).run_id
 
 
 def curve(run_id: str) -> list[tuple[float, float]]:
@@ -200,7 +192,7 @@ def main() -> int:
             cfg = load_config(name, [f"data.path={args.data}", *args.set])
             if not args.so_far:
                 rows.append(row(name, finished_or_trained(cfg)))
-            elif (run_id := chosen.get(name) or newest_run(cfg)) and curve(run_id):
+            elif (run_id := chosen.get(name) or newest_run(cfg, finished=False)) and curve(run_id):
                 rows.append(row(name, run_id))
             else:
                 print(f"{name}: no epoch of a run of this config on this data yet (left out)")

@@ -27,7 +27,7 @@ def teacher_run(run_id: str, train_digest: str):
         raise WorkbenchError(f"{where}: the run is {run.info.status}, untested; finish it first")
     logged = split_input(run, "train")
     theirs = logged.dataset.digest if logged is not None else None
-    if theirs != train_digest[: len(theirs or "")] or theirs is None:
+    if theirs is None or not train_digest.startswith(theirs):  # the run logs a prefix of it
         raise WorkbenchError(
             f"{where}: it was trained on other faces (training split {theirs}, this run's "
             f"{train_digest[:16]}); give the teacher's data, split and balance settings"
