@@ -1,5 +1,5 @@
 """Prediction speed on this machine: face detection (images/s), classification (faces/s, batched as
-workbench.serve.predict does vs one face per model.predict call, the naive way), and a video end to end
+workbench.serve.predictor does vs one face per model.predict call, the naive way), and a video end to end
 (frames/s). Uses the reference CNN (speed does not depend on its weights) and the shipped ExpW photos.
 
     python benchmarks/predict_speed.py [--json benchmarks/results/predict_speed.json]
@@ -23,7 +23,7 @@ from workbench.data import SAMPLE_EXPW  # noqa: E402
 from workbench.data.decode import read_rgb, resize_face  # noqa: E402
 from workbench.data.expw import parse_label_file  # noqa: E402
 from workbench.serve.detect import DETECTORS, Box, make_detector, recall  # noqa: E402
-from workbench.serve.predict import Predictor  # noqa: E402
+from workbench.serve.predictor import Predictor  # noqa: E402
 
 
 def detectors(labels: Path, images: Path | None) -> dict[str, dict]:
@@ -105,7 +105,7 @@ def main() -> int:
         ],
         ("face detection (haar), images/s (shipped ExpW photos)", detect_ips),
         ("classification, faces/s, one face per model.predict (naive)", naive_fps),
-        ("classification, faces/s, batches of 64 (workbench.serve.predict)", batched_fps),
+        ("classification, faces/s, batches of 64 (workbench.serve.predictor)", batched_fps),
         ("ratio batched / naive", batched_fps / naive_fps),
         (
             f"video end to end, frames/s (360x360, {n_faces / args.frames:.1f} faces a frame)",

@@ -7,7 +7,7 @@ from conftest import REPO, SHARED_DATA
 
 from workbench import CLASS_NAMES
 from workbench.serve import shipped
-from workbench.serve.predict import load_classifier
+from workbench.serve.predictor import load_classifier
 
 
 def test_the_shipped_model_and_its_card_are_in_the_package():

@@ -23,11 +23,9 @@ from workbench.cli import quiet_tensorflow
 quiet_tensorflow()
 
 import mlflow  # noqa: E402
-import yaml  # noqa: E402
 
 from workbench import CLASS_NAMES  # noqa: E402
 from workbench.core.models import inputs  # noqa: E402, F401  (registers FaceCrop for the loader)
-from workbench.core.settings import TrainConfig  # noqa: E402
 from workbench.files import atomic_path, write_json_atomic, write_text_atomic  # noqa: E402
 from workbench.serve import shipped  # noqa: E402
 from workbench.serve.evaluation import evaluation_sets, scored  # noqa: E402
@@ -75,52 +73,51 @@ def teacher_line(t: dict | None) -> str:
     )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_id")
-    parser.add_argument("--tracking-uri", default=None, help="default: the workbench's store")
-    parser.add_argument("--shared", type=Path, default=Path("../shared/data"), help="the real data")
-    parser.add_argument("--out", type=Path, default=shipped.SHIPPED_DIR, help="where to write")
-    args = parser.parse_args()
-    model_file, card_file = args.out / shipped.MODEL_FILE.name, args.out / shipped.CARD_FILE.name
-    from workbench.tracking.store import tracking_uri
+def tested_run(client, run_id: str):
+    run = client.get_run(run_id)
+    if run.info.status != "FINISHED" or "test_accuracy" not in run.data.metrics:
+        sys.exit(f"run {run_id}: not a finished, tested run (status {run.info.status})")
+    return run
 
-    uri = args.tracking_uri or tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient()
-    run = client.get_run(args.run_id)
-    m, p = run.data.metrics, run.data.params
-    if run.info.status != "FINISHED" or "test_accuracy" not in m:
-        sys.exit(f"run {args.run_id}: not a finished, tested run (status {run.info.status})")
+
+def checked_file(run, tta: str, shared: Path, model_file: Path) -> dict:
+    """Save the run's model without its optimizer, check and score that file, then put it in place."""
+    model = mlflow.tensorflow.load_model(f"runs:/{run.info.run_id}/model")
     with tempfile.TemporaryDirectory() as tmp:
-        config = yaml.safe_load(
-            Path(client.download_artifacts(args.run_id, "config.yaml", tmp)).read_text()
-        )
-    model = mlflow.tensorflow.load_model(f"runs:/{args.run_id}/model")
-    tta = TrainConfig.model_validate(config["train"]).tta
-    with tempfile.TemporaryDirectory() as tmp:
-        candidate = Path(tmp) / shipped.MODEL_FILE.name
+        candidate = Path(tmp) / model_file.name
         shipped.save_without_optimizer(model, candidate)
         saved = shipped.load_model(candidate)
         # The saved file must give the run's own PrivateTest figure, or the card would describe other
-        # weights: checked before anything in workbench/shipped is replaced.
-        recomputed = shipped.sample_check(saved, tta, p["data.path"])
-        if abs(recomputed["accuracy"] - m["test_accuracy"]) > 1e-6:
+        # weights: checked before anything in the output folder is replaced.
+        recomputed = shipped.sample_check(saved, tta, run.data.params["data.path"])
+        logged = run.data.metrics["test_accuracy"]
+        if abs(recomputed["accuracy"] - logged) > 1e-6:
             sys.exit(
                 f"{candidate.name}: PrivateTest accuracy {recomputed['accuracy']:.6f} from the saved "
-                f"file, {m['test_accuracy']:.6f} in run {args.run_id}: not shipped"
+                f"file, {logged:.6f} in run {run.info.run_id}: not shipped"
             )
         check = shipped.sample_check(saved, tta)
-        evaluation, ferplus = evaluated(saved, tta, args.shared)
-        args.out.mkdir(parents=True, exist_ok=True)
+        evaluation, ferplus = evaluated(saved, tta, shared)
+        model_file.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(model_file) as tmp_model:  # model.tmp.keras: same folder, renamed
             shutil.copyfile(candidate, tmp_model)
-    card = {
+    return {
+        "sample_check": check,
+        "privatetest_recomputed": recomputed,
+        "evaluation": evaluation,
+        "ferplus_agreement": ferplus,
+    }
+
+
+def card_for(run, config: dict, model_file: Path, scores: dict, teacher_row, uri: str) -> dict:
+    m, p = run.data.metrics, run.data.params
+    data = config["data"]
+    return {
         "model": f"{config['model']['name']} ({int(m['model_parameters']):,} parameters)",
         "file": model_file.name,
         "file_bytes": model_file.stat().st_size,
-        "input": f"{config['data']['image_size']}x{config['data']['image_size']} "
-        f"{'grey' if config['data']['channels'] == 1 else 'RGB'}, pixels 0-255",
+        "input": f"{data['image_size']}x{data['image_size']} "
+        f"{'grey' if data['channels'] == 1 else 'RGB'}, pixels 0-255",
         "classes": list(CLASS_NAMES),
         "data": {
             "name": "FER-2013",
@@ -135,7 +132,7 @@ def main() -> int:
             "per_class_f1": {c: m[f"test_f1_{c}"] for c in CLASS_NAMES},
             "chance": m["test_chance_uniform"],
             "majority": m["test_chance_majority"],
-            "tta": tta,
+            "tta": config["train"]["tta"],
         },
         "training": {
             "epochs": int(m["epochs_run"]),
@@ -143,13 +140,10 @@ def main() -> int:
             "train_seconds": m.get("train_seconds"),
             "images_per_second": m.get("train_images_per_second"),
         },
-        "sample_check": check,
-        "privatetest_recomputed": recomputed,
-        "evaluation": evaluation,
-        "ferplus_agreement": ferplus,
-        "teacher": teacher(client, config),
+        **scores,
+        "teacher": teacher_row,
         "mlflow": {
-            "run_id": args.run_id,
+            "run_id": run.info.run_id,
             "tracking_uri": uri,
             "git_commit": run.data.tags.get("git_commit"),
         },
@@ -157,22 +151,23 @@ def main() -> int:
         "config": config,
         "rebuild": f"python -m workbench.run {config['name']}, then python tools/ship_model.py <run id>",
     }
-    write_json_atomic(card_file, card)
-    t = card["test"]
+
+
+def card_markdown(card: dict) -> str:
+    t, check, name = card["test"], card["sample_check"], card["config"]["name"]
+    tta = t["tta"]
     rows = "\n".join(f"| {c} | {v:.3f} |" for c, v in t["per_class_f1"].items())
-    write_text_atomic(
-        args.out / "MODEL_CARD.md",
-        f"""# Model card: the shipped FER model
+    return f"""# Model card: the shipped FER model
 
 - **Model**: {card["model"]}, {card["input"]}; file `{card["file"]}` ({card["file_bytes"] / 1024:.0f} KB).
-- **Trained by**: `python -m workbench.run {config["name"]}` (experiments/{config["name"]}.yaml; the whole config is in
+- **Trained by**: `python -m workbench.run {name}` (experiments/{name}.yaml; the whole config is in
   card.json), {card["training"]["epochs"]} epochs, best PublicTest epoch {card["training"]["best_epoch"]}.
 - **Data**: FER-2013 ({card["data"]["path"]}, digest {card["data"]["digest"]}): {card["data"]["protocol"]}.
 - **PrivateTest** (3,589 faces{f", {tta} test-time augmentation" if tta != "none" else ""}): accuracy **{t["accuracy"]:.4f}**,
   macro-F1 **{t["macro_f1"]:.4f}** (chance {t["chance"]:.3f} uniform, {t["majority"]:.3f} always the commonest class).
 - **Check on the bundled sample** (its {check["faces"]} PrivateTest faces, data digest {check["digest"]}):
   accuracy {check["accuracy"]:.4f}, macro-F1 {check["macro_f1"]:.4f}; recomputed by the tests.
-- **MLflow run**: {args.run_id} ({uri}), commit {card["mlflow"]["git_commit"]}; built {card["date"]}.{teacher_line(card["teacher"])}
+- **MLflow run**: {card["mlflow"]["run_id"]} ({card["mlflow"]["tracking_uri"]}), commit {card["mlflow"]["git_commit"]}; built {card["date"]}.{teacher_line(card["teacher"])}
 - **Limits**: FER-2013 is 48x48 grey web faces, mostly frontal; accuracy drops on other data (see the
   README's cross-dataset check on ExpW); not for decisions about people.
 
@@ -185,13 +180,34 @@ workbench/serve/evaluation.py for each set):
 
 | data | faces | accuracy [95%] | macro-F1 | chance | commonest class |
 |---|---|---|---|---|---|
-{evaluation_rows(evaluation)}
+{evaluation_rows(card["evaluation"])}
 
 Rebuild: {card["rebuild"]}
-""",
-    )
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_id")
+    parser.add_argument("--tracking-uri", default=None, help="default: the workbench's store")
+    parser.add_argument("--shared", type=Path, default=Path("../shared/data"), help="the real data")
+    parser.add_argument("--out", type=Path, default=shipped.SHIPPED_DIR, help="where to write")
+    args = parser.parse_args()
+    from workbench.tracking.runs import logged_config
+    from workbench.tracking.store import tracking_uri
+
+    uri = args.tracking_uri or tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
+    run = tested_run(client, args.run_id)
+    config = logged_config(args.run_id, f"run {args.run_id}").model_dump(mode="json")
+    model_file = args.out / shipped.MODEL_FILE.name
+    scores = checked_file(run, config["train"]["tta"], args.shared, model_file)
+    card = card_for(run, config, model_file, scores, teacher(client, config), uri)
+    write_json_atomic(args.out / shipped.CARD_FILE.name, card)
+    write_text_atomic(args.out / "MODEL_CARD.md", card_markdown(card))
     print(f"written {model_file} ({card['file_bytes'] / 1024:.0f} KB), card.json, MODEL_CARD.md")
-    print(f"sample check: {check}")
+    print(f"sample check: {scores['sample_check']}")
     return 0
 
 
