@@ -1,5 +1,5 @@
 """The recipe pieces: random crops (centre at test time), random erasing, mixup/cutmix, test-time
-views (flip, ten-crop), the plateau's keys, and configs from before `train.tta`."""
+views (flip, ten-crop), the plateau's keys and its resume, and configs from before `train.tta`."""
 
 from __future__ import annotations
 
@@ -153,6 +153,50 @@ def test_the_plateau_schedule_takes_its_factor_and_patience_from_the_config():
     found = callbacks_for(recipe, val, BestAndCheckpoint("val_accuracy", None, None), FitHooks())
     plateau = [c for c in found if isinstance(c, keras.callbacks.ReduceLROnPlateau)]
     assert [(p.factor, p.patience, p.monitor) for p in plateau] == [(0.75, 5, "val_accuracy")]
+
+
+def tiny_model() -> keras.Model:
+    from workbench.core import recipe
+
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(x))
+    return recipe.compile_model(model, recipe.make_optimizer("sgd", 1e-5, 0.0, 0.9), 0.0)
+
+
+def test_a_resumed_fit_cuts_the_rate_and_stops_at_the_epochs_an_uninterrupted_one_does(tmp_path):
+    """Keras' plateau and early stopping count from the start of each fit; resumed, they continue
+    from the checkpoint's epochs (the cut after the last one included), and a run that early stopping
+    had ended is not trained again."""
+    from workbench.core.train import FitHooks, fit
+
+    recipe = TrainConfig(
+        batch_size=16,
+        learning_rate=1e-5,  # too small to move a prediction: every epoch ties epoch 0
+        optimizer="sgd",
+        schedule="plateau",
+        plateau_factor=0.5,
+        plateau_patience=2,
+        early_stopping_patience=4,
+        monitor="val_accuracy",
+    )
+
+    def history(folder, epochs: int) -> dict[str, list[float]]:
+        keras.utils.set_random_seed(0)
+        hooks = FitHooks(checkpoint_dir=tmp_path / folder, verbose=False)
+        train = recipe.model_copy(update={"epochs": epochs})
+        return fit(
+            tiny_model(), (FACES, LABELS), (FACES, LABELS), train, PLAIN, 0, hooks=hooks
+        ).history
+
+    whole = history("whole", 12)
+    assert len(set(whole["val_accuracy"])) == 1
+    # cuts after epochs 2 and 4 (0-based; the logged rate is the one each epoch trained with), stop at 4
+    assert whole["learning_rate"] == pytest.approx([1e-5] * 3 + [5e-6] * 2)
+    history("cut", 3)  # stopped after epoch 2, before its cut reached the checkpoint
+    resumed = history("cut", 12)
+    assert resumed["learning_rate"] == pytest.approx(whole["learning_rate"])
+    assert len(history("whole", 12)["loss"]) == 5  # early stopping had ended it: nothing more
 
 
 def test_resnet_takes_40_px_crops_and_has_its_size():

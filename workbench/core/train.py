@@ -15,7 +15,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from workbench import NUM_CLASSES
 from workbench.core.augment import training_dataset
-from workbench.core.checkpoint import BestAndCheckpoint, load_state, restore
+from workbench.core.checkpoint import BestAndCheckpoint, TrainingState, load_state, restore
 from workbench.core.metrics import LABELS
 from workbench.core.settings import AugmentConfig, TrainConfig
 
@@ -77,6 +77,49 @@ class EpochLog(keras.callbacks.Callback):
         self.log(epoch, {k: float(v) for k, v in (logs or {}).items()})
 
 
+def replay(callback: keras.callbacks.Callback, history: dict[str, list[float]]) -> None:
+    """The epochs of `history` through `callback.on_epoch_end`, as if it had seen them."""
+    for epoch in range(max(map(len, history.values()), default=0)):
+        callback.on_epoch_end(epoch, {k: v[epoch] for k, v in history.items() if len(v) > epoch})
+
+
+class ContinuedEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' EarlyStopping counts from `on_train_begin`: resumed, it would forget the epochs before
+    the stop and wait `patience` more. It first replays the checkpoint's history."""
+
+    def __init__(self, past: dict[str, list[float]], **kwargs):
+        super().__init__(**kwargs)
+        self.past = past
+
+    def on_train_begin(self, logs=None) -> None:
+        super().on_train_begin(logs)
+        replay(self, self.past)
+        self.model.stop_training = False  # a run that had stopped is not fitted again (`stopped`)
+
+
+class ContinuedPlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau that replays the checkpoint's history first (its wait and best). The
+    checkpoint is saved before an epoch's cut, so the rate is rebuilt: the first epoch's, then every
+    cut the replay makes, the one after the last epoch included."""
+
+    def __init__(self, past: dict[str, list[float]], **kwargs):
+        super().__init__(**kwargs)
+        self.past = past
+
+    def on_train_begin(self, logs=None) -> None:
+        super().on_train_begin(logs)
+        if self.past.get("learning_rate"):
+            self.model.optimizer.learning_rate = self.past["learning_rate"][0]
+            replay(self, self.past)
+
+
+def stopped(state: TrainingState | None, recipe: TrainConfig) -> bool:
+    """Early stopping had ended this run before it was interrupted: Keras' rule with min_delta 0,
+    `patience` epochs since the best one."""
+    patience = recipe.early_stopping_patience
+    return bool(state and patience and state.epochs_done - 1 - state.best_epoch >= patience)
+
+
 @dataclass
 class FitResult:
     history: dict[str, list[float]]  # every epoch of the run, resumed ones included
@@ -101,12 +144,14 @@ def callbacks_for(
         out.append(EpochLog(hooks.log_epoch))
     out += list(hooks.callbacks)
     monitor, mode = recipe.monitor, best.mode
+    past = {k: list(v) for k, v in best.state.history.items()}  # the epochs before a resume
     if recipe.early_stopping_patience:
         patience = recipe.early_stopping_patience
-        out.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, mode=mode))
+        out.append(ContinuedEarlyStopping(past, monitor=monitor, patience=patience, mode=mode))
     if recipe.schedule == "plateau":
         out.append(
-            keras.callbacks.ReduceLROnPlateau(
+            ContinuedPlateau(
+                past,
                 monitor=monitor,
                 mode=mode,
                 factor=recipe.plateau_factor,
@@ -158,7 +203,7 @@ def fit(
                 log_epoch(epoch, {k: v[epoch] for k, v in state.history.items() if len(v) > epoch})
     best = BestAndCheckpoint(recipe.monitor, checkpoint_dir, state)
     all_callbacks = callbacks_for(recipe, val, best, hooks)
-    if initial_epoch < recipe.epochs:
+    if initial_epoch < recipe.epochs and not stopped(state, recipe):
         model.fit(
             training_dataset(train[0], train[1], recipe.batch_size, augment, seed),
             epochs=recipe.epochs,
@@ -168,6 +213,6 @@ def fit(
             verbose=progress(hooks.verbose),
         )
     else:
-        best.set_model(model)  # every epoch was done before a stop: fit never hands it the model
+        best.set_model(model)  # the run had ended before the stop: fit never hands it the model
     best_epoch = best.restore_best() if recipe.restore_best else best.state.best_epoch
     return FitResult(best.state.history, best_epoch, initial_epoch)
