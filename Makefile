@@ -66,7 +66,7 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Everyday: everything but the slow tests (training, servers, packaging); under 2 minutes on 2 cores
+## Everyday: everything but the slow tests (training, servers, packaging); about 3 minutes on 2 cores
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
