@@ -77,10 +77,15 @@ class EpochLog(keras.callbacks.Callback):
         self.log(epoch, {k: float(v) for k, v in (logs or {}).items()})
 
 
+def epoch_logs(history: dict[str, list[float]], epoch: int) -> dict[str, float]:
+    """One epoch's logs out of a checkpoint's history."""
+    return {k: v[epoch] for k, v in history.items() if len(v) > epoch}
+
+
 def replay(callback: keras.callbacks.Callback, history: dict[str, list[float]]) -> None:
     """The epochs of `history` through `callback.on_epoch_end`, as if it had seen them."""
     for epoch in range(max(map(len, history.values()), default=0)):
-        callback.on_epoch_end(epoch, {k: v[epoch] for k, v in history.items() if len(v) > epoch})
+        callback.on_epoch_end(epoch, epoch_logs(history, epoch))
 
 
 class ContinuedEarlyStopping(keras.callbacks.EarlyStopping):
@@ -200,7 +205,7 @@ def fit(
         # epochs finished before the stop whose metrics may not have been logged
         if log_epoch is not None:
             for epoch in range(initial_epoch):
-                log_epoch(epoch, {k: v[epoch] for k, v in state.history.items() if len(v) > epoch})
+                log_epoch(epoch, epoch_logs(state.history, epoch))
     best = BestAndCheckpoint(recipe.monitor, checkpoint_dir, state)
     all_callbacks = callbacks_for(recipe, val, best, hooks)
     if initial_epoch < recipe.epochs and not stopped(state, recipe):
