@@ -199,6 +199,49 @@ def test_a_resumed_fit_cuts_the_rate_and_stops_at_the_epochs_an_uninterrupted_on
     assert len(history("whole", 12)["loss"]) == 5  # early stopping had ended it: nothing more
 
 
+@pytest.mark.parametrize(
+    "augment, dropout",
+    [(AugmentConfig(strength=1.0, rotation_deg=20, zoom=0.2, flip=True), 0.0), (PLAIN, 0.5)],
+    ids=["augmentation", "dropout"],
+)
+def test_a_resumed_fit_draws_new_augmentations_and_dropout_masks(tmp_path, augment, dropout):
+    """A resumed fit does not replay its first epoch's random draws (the same faces augmented alike,
+    the same dropout masks): at a rate too small to move the weights, its epoch's training loss would
+    then equal the first epoch's. Resumed twice from one checkpoint, it draws the same."""
+    import shutil
+
+    from workbench.core import recipe as recipes
+    from workbench.core.train import FitHooks, fit
+
+    train = TrainConfig(batch_size=16, learning_rate=1e-9, optimizer="sgd", schedule="constant")
+
+    def losses(folder, epochs: int) -> list[float]:
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((48, 48, 1))
+        x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+        x = keras.layers.Dropout(dropout)(x)
+        model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(x))
+        optimizer = recipes.make_optimizer("sgd", 1e-9, 0.0, 0.9)
+        hooks = FitHooks(checkpoint_dir=tmp_path / folder, verbose=False)
+        fitted = fit(
+            recipes.compile_model(model, optimizer, 0.0),
+            (FACES, LABELS),
+            (FACES, LABELS),
+            train.model_copy(update={"epochs": epochs}),
+            augment,
+            0,
+            hooks=hooks,
+        )
+        return fitted.history["loss"]
+
+    first = losses("a", 1)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    resumed = losses("a", 2)
+    assert resumed[0] == first[0]
+    assert resumed[1] != pytest.approx(first[0], rel=1e-4)
+    assert losses("b", 2) == resumed
+
+
 def test_resnet_takes_40_px_crops_and_has_its_size():
     from workbench.core.models.registry import flops_per_image
 

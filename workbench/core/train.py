@@ -118,6 +118,24 @@ class ContinuedPlateau(keras.callbacks.ReduceLROnPlateau):
             replay(self, self.past)
 
 
+def stream_seed(seed: int, start_epoch: int) -> int:
+    """The seed of a fit's random streams (shuffling, augmentation, crops, dropout): the run's own from
+    its first epoch; a resumed fit's own, drawn from (seed, start_epoch), since restarting them from
+    `seed` would feed it the first epochs' batches, augmented alike, once more."""
+    if start_epoch == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, start_epoch]).generate_state(1)[0] >> 2)
+
+
+def reseed(model: keras.Model, seed: int) -> None:
+    """Every seed generator of `model` (its crop, its dropouts) started afresh from `seed`: Keras saves
+    their states with neither the weights nor the checkpoint."""
+    draws = np.random.default_rng(seed)
+    for v in model.variables:
+        if v.path.endswith("seed_generator_state"):
+            v.assign(np.array([draws.integers(2**31), 0], dtype=v.dtype))
+
+
 def stopped(state: TrainingState | None, recipe: TrainConfig) -> bool:
     """Early stopping had ended this run before it was interrupted: Keras' rule with min_delta 0,
     `patience` epochs since the best one."""
@@ -202,6 +220,7 @@ def fit(
     if state is not None:
         restore(model, checkpoint_dir, state)
         initial_epoch = state.epochs_done
+        reseed(model, stream_seed(seed, initial_epoch))
         # epochs finished before the stop whose metrics may not have been logged
         if log_epoch is not None:
             for epoch in range(initial_epoch):
@@ -210,7 +229,9 @@ def fit(
     all_callbacks = callbacks_for(recipe, val, best, hooks)
     if initial_epoch < recipe.epochs and not stopped(state, recipe):
         model.fit(
-            training_dataset(train[0], train[1], recipe.batch_size, augment, seed),
+            training_dataset(
+                train[0], train[1], recipe.batch_size, augment, stream_seed(seed, initial_epoch)
+            ),
             epochs=recipe.epochs,
             initial_epoch=initial_epoch,
             callbacks=all_callbacks,
