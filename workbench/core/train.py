@@ -88,13 +88,17 @@ def replay(callback: keras.callbacks.Callback, history: dict[str, list[float]]) 
         callback.on_epoch_end(epoch, epoch_logs(history, epoch))
 
 
-class ContinuedEarlyStopping(keras.callbacks.EarlyStopping):
-    """Keras' EarlyStopping counts from `on_train_begin`: resumed, it would forget the epochs before
-    the stop and wait `patience` more. It first replays the checkpoint's history."""
+class Continued:
+    """A Keras callback that also holds `past`, the checkpoint's history, to replay when it begins."""
 
     def __init__(self, past: dict[str, list[float]], **kwargs):
         super().__init__(**kwargs)
         self.past = past
+
+
+class ContinuedEarlyStopping(Continued, keras.callbacks.EarlyStopping):
+    """Keras' EarlyStopping counts from `on_train_begin`: resumed, it would forget the epochs before
+    the stop and wait `patience` more. It first replays the checkpoint's history."""
 
     def on_train_begin(self, logs=None) -> None:
         super().on_train_begin(logs)
@@ -102,14 +106,10 @@ class ContinuedEarlyStopping(keras.callbacks.EarlyStopping):
         self.model.stop_training = False  # a run that had stopped is not fitted again (`stopped`)
 
 
-class ContinuedPlateau(keras.callbacks.ReduceLROnPlateau):
+class ContinuedPlateau(Continued, keras.callbacks.ReduceLROnPlateau):
     """ReduceLROnPlateau that replays the checkpoint's history first (its wait and best). The
     checkpoint is saved before an epoch's cut, so the rate is rebuilt: the first epoch's, then every
     cut the replay makes, the one after the last epoch included."""
-
-    def __init__(self, past: dict[str, list[float]], **kwargs):
-        super().__init__(**kwargs)
-        self.past = past
 
     def on_train_begin(self, logs=None) -> None:
         super().on_train_begin(logs)
