@@ -668,17 +668,21 @@ def test_killed_worker_trial_is_failed_retried_and_the_study_completes(tmp_path,
     )
     deadline = time.monotonic() + 180
     orphan = None
+    # One storage for the polling: a new one each time opens a connection pool each time, and a slow
+    # start (a busy machine) then ran PostgreSQL out of connections before the trial began.
+    polled = optuna.storages.RDBStorage(storage)
     while orphan is None and time.monotonic() < deadline and victim.poll() is None:
         try:
             running = [
                 t
-                for t in optuna.load_study(study_name="crash", storage=storage).trials
+                for t in optuna.load_study(study_name="crash", storage=polled).trials
                 if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs
             ]
         except KeyError:  # the study does not exist yet
             running = []
         orphan = running[0] if running else None
         time.sleep(0.3)
+    polled.engine.dispose()
     assert orphan is not None, "the worker never started training a trial"
     victim.send_signal(signal.SIGKILL)  # mid-trial: no chance to clean up
     victim.wait()
