@@ -155,13 +155,14 @@ def test_the_plateau_schedule_takes_its_factor_and_patience_from_the_config():
     assert [(p.factor, p.patience, p.monitor) for p in plateau] == [(0.75, 5, "val_accuracy")]
 
 
-def tiny_model() -> keras.Model:
+def tiny_model(rate: float = 1e-5, dropout: float = 0.0) -> keras.Model:
     from workbench.core import recipe
 
     inputs = keras.Input((48, 48, 1))
     x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+    x = keras.layers.Dropout(dropout)(x) if dropout else x
     model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(x))
-    return recipe.compile_model(model, recipe.make_optimizer("sgd", 1e-5, 0.0, 0.9), 0.0)
+    return recipe.compile_model(model, recipe.make_optimizer("sgd", rate, 0.0, 0.9), 0.0)
 
 
 def test_a_resumed_fit_cuts_the_rate_and_stops_at_the_epochs_an_uninterrupted_one_does(tmp_path):
@@ -210,21 +211,15 @@ def test_a_resumed_fit_draws_new_augmentations_and_dropout_masks(tmp_path, augme
     then equal the first epoch's. Resumed twice from one checkpoint, it draws the same."""
     import shutil
 
-    from workbench.core import recipe as recipes
     from workbench.core.train import FitHooks, fit
 
     train = TrainConfig(batch_size=16, learning_rate=1e-9, optimizer="sgd", schedule="constant")
 
     def losses(folder, epochs: int) -> list[float]:
         keras.utils.set_random_seed(0)
-        inputs = keras.Input((48, 48, 1))
-        x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
-        x = keras.layers.Dropout(dropout)(x)
-        model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(x))
-        optimizer = recipes.make_optimizer("sgd", 1e-9, 0.0, 0.9)
         hooks = FitHooks(checkpoint_dir=tmp_path / folder, verbose=False)
         fitted = fit(
-            recipes.compile_model(model, optimizer, 0.0),
+            tiny_model(1e-9, dropout),
             (FACES, LABELS),
             (FACES, LABELS),
             train.model_copy(update={"epochs": epochs}),

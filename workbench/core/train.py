@@ -216,11 +216,11 @@ def fit(
     hooks = hooks or FitHooks()
     checkpoint_dir, log_epoch = hooks.checkpoint_dir, hooks.log_epoch
     state = load_state(checkpoint_dir)
-    initial_epoch = 0
+    initial_epoch = 0 if state is None else state.epochs_done
+    streams = stream_seed(seed, initial_epoch)
     if state is not None:
         restore(model, checkpoint_dir, state)
-        initial_epoch = state.epochs_done
-        reseed(model, stream_seed(seed, initial_epoch))
+        reseed(model, streams)
         # epochs finished before the stop whose metrics may not have been logged
         if log_epoch is not None:
             for epoch in range(initial_epoch):
@@ -229,9 +229,7 @@ def fit(
     all_callbacks = callbacks_for(recipe, val, best, hooks)
     if initial_epoch < recipe.epochs and not stopped(state, recipe):
         model.fit(
-            training_dataset(
-                train[0], train[1], recipe.batch_size, augment, stream_seed(seed, initial_epoch)
-            ),
+            training_dataset(train[0], train[1], recipe.batch_size, augment, streams),
             epochs=recipe.epochs,
             initial_epoch=initial_epoch,
             callbacks=all_callbacks,
