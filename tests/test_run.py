@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import mlflow
@@ -183,6 +184,11 @@ def test_model_reloads_and_predicts(quick_run, store):
     pyfunc = mlflow.pyfunc.load_model(result.model_uri)
     assert np.allclose(np.asarray(pyfunc.predict(x)), probs, atol=1e-5)
     assert pyfunc.metadata.get_input_schema() is not None  # signature
+    # what a fresh environment installs to load it: Keras 3 and the workbench's own layers included
+    wanted = mlflow.pyfunc.get_model_dependencies(result.model_uri)
+    pins = set(Path(wanted).read_text().split())
+    for name in ("keras", "tensorflow", "fer-workbench"):
+        assert f"{name}=={metadata.version(name)}" in pins, (name, pins)
 
 
 def test_same_config_twice_gives_the_same_numbers(quick_run, store):

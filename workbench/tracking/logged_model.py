@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+
 import mlflow
 import numpy as np
+
+# What loading the model needs (FaceCrop is the workbench's own layer). Given, not inferred: MLflow's
+# inference reimports the model in a subprocess (half a minute a run) and leaves Keras 3 out.
+REQUIREMENTS = ("fer-workbench", "tensorflow", "keras", "numpy", "cloudpickle")
+
+
+def requirements() -> list[str]:
+    """The installed versions of REQUIREMENTS (one not installed, e.g. a source checkout, is left out)."""
+    pinned = []
+    for name in REQUIREMENTS:
+        try:
+            pinned.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pinned
 
 
 def log_model(model, example: np.ndarray) -> str:
@@ -18,7 +35,11 @@ def log_model(model, example: np.ndarray) -> str:
     keras.config.disable_interactive_logging()
     try:
         info = mlflow.tensorflow.log_model(
-            model, name="model", signature=signature, input_example=example
+            model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            pip_requirements=requirements(),
         )
     finally:
         if interactive:
