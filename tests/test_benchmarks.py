@@ -49,7 +49,8 @@ def test_time_to_accuracy_tables_each_recipe_and_reads_finished_runs_back(tmp_pa
     tables an unfinished run's curve without testing it."""
     out = tmp_path / "tta.json"
     sample = REPO / "workbench" / "samples" / "fer2013_sample.csv.gz"
-    args = ["--data", str(sample), "--set", "train.epochs=1", "--set", "data.max_faces=700"]
+    sets = ["train.epochs=1", "data.max_faces=700", "model.filters=[8,16,16,16]"]  # small nets
+    args = ["--data", str(sample), *(a for s in sets for a in ("--set", s))]
     script = [sys.executable, str(REPO / "benchmarks" / "time_to_accuracy.py"), *args]
     for attempt in (1, 2):
         proc = subprocess.run(
