@@ -96,6 +96,8 @@ def test_the_built_wheel_runs_a_baseline_and_predicts_a_photo_from_an_empty_fold
         "--set",
         "data.max_faces=700",
         "--set",
+        "model.filters=[8,16,16,16,16]",  # a small net: the wheel is under test, not the model
+        "--set",
         f"data.cache_dir={tmp_path / 'cache'}",
     )
     assert done.returncode == 0, done.stderr[-2000:]
