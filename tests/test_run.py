@@ -499,10 +499,8 @@ def test_compare_two_runs_face_by_face_and_refuses_different_faces(quick_run, st
     env = os.environ | {"MLFLOW_TRACKING_URI": store}
     cache = f"data.cache_dir={tmp_path / 'c'}"
     ids = {}
-    small = [
-        "model.filters=[8,16,16,16,16]",
-        "model.dense_units=32",
-    ]  # the faces count, not the net
+    # a small net: the comparison needs the same test faces, not the same model
+    small = ["model.filters=[8,16,16,16,16]", "model.dense_units=32"]
     for name, extra in (("lr", "train.learning_rate=0.0002"), ("seed", "seed=7")):
         sets = [a for s in QUICK + small + [cache, extra] for a in ("--set", s)]
         done = _run_cli(["baseline", *sets], env, timeout=600)
