@@ -52,7 +52,7 @@ reproduce-65: setup
 bench-fer: setup
 	$(BIN)/python benchmarks/time_to_accuracy.py --data $(or $(FER),$(FER_DEFAULT)) $(ARGS)
 
-## ruff, then the test suite (real data, PostgreSQL, MLflow server, Chromium; under an hour on 2 Zen3 cores; make test-fast: ~3)
+## ruff, then the test suite (real data, PostgreSQL, MLflow server, Chromium; under an hour on 2 Zen3 cores)
 test: setup lint
 	$(BIN)/python -m pytest -q --durations=10
 
