@@ -9,14 +9,10 @@ from workbench.cli import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()  # as the commands do
 
 REPO = Path(__file__).resolve().parent.parent
-# A small, fast model on a few hundred real faces, for tests of the machinery around training.
-TINY = [
-    "data.max_faces=280",
-    "data.image_size=32",
-    "model.filters=[8,16,16,16,16]",
-    "model.dense_units=32",
-    "train.epochs=1",
-]
+# A small, fast net for tests of the machinery around training, not of the model.
+SMALL_NET = ["model.filters=[8,16,16,16,16]", "model.dense_units=32"]
+# ... on a few hundred real faces.
+TINY = ["data.max_faces=280", "data.image_size=32", *SMALL_NET, "train.epochs=1"]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import REPO
+from conftest import REPO, SMALL_NET
 
 from workbench import CLASS_NAMES
 
@@ -95,8 +95,7 @@ def test_the_built_wheel_runs_a_baseline_and_predicts_a_photo_from_an_empty_fold
         "train.epochs=1",
         "--set",
         "data.max_faces=700",
-        "--set",
-        "model.filters=[8,16,16,16,16]",  # a small net: the wheel is under test, not the model
+        *(a for s in SMALL_NET for a in ("--set", s)),  # the wheel is under test, not the model
         "--set",
         f"data.cache_dir={tmp_path / 'cache'}",
     )

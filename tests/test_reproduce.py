@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SMALL_NET
 from mlflow import MlflowClient
 
 from workbench.config import DataConfig, load_config
@@ -237,8 +238,7 @@ def test_a_killed_reproduce_resumes_its_parent_and_arms_in_place(tmp_path):
     sets = [
         "data.max_faces=1400",
         "data.image_size=32",
-        "model.filters=[8,16,16,16,16]",
-        "model.dense_units=32",
+        *SMALL_NET,
         f"data.cache_dir={tmp_path / 'c'}",
     ]
     cmd = [sys.executable, "-m", "workbench.reproduce", "--data", "fer2013", "--epochs", "3"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from conftest import SMALL_NET
 from mlflow import MlflowClient
 
 from workbench import CLASS_NAMES
@@ -318,8 +319,7 @@ RESUMABLE = [
     "train.epochs=4",
     "data.max_faces=1400",
     "data.image_size=32",
-    "model.filters=[8,16,16,16,16]",
-    "model.dense_units=32",
+    *SMALL_NET,
     "train.warmup_epochs=0",
     "tracking.log_model=false",
 ]
@@ -500,9 +500,8 @@ def test_compare_two_runs_face_by_face_and_refuses_different_faces(quick_run, st
     cache = f"data.cache_dir={tmp_path / 'c'}"
     ids = {}
     # a small net: the comparison needs the same test faces, not the same model
-    small = ["model.filters=[8,16,16,16,16]", "model.dense_units=32"]
     for name, extra in (("lr", "train.learning_rate=0.0002"), ("seed", "seed=7")):
-        sets = [a for s in QUICK + small + [cache, extra] for a in ("--set", s)]
+        sets = [a for s in QUICK + SMALL_NET + [cache, extra] for a in ("--set", s)]
         done = _run_cli(["baseline", *sets], env, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
         assert "test accuracy      0." in done.stdout and "] " in done.stdout  # with its interval

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import REPO, SHARED_DATA
+from conftest import REPO, SHARED_DATA, SMALL_NET
 
 from workbench import CLASS_NAMES
 from workbench.serve import shipped
@@ -99,8 +99,13 @@ def test_ship_model_writes_a_card_recomputed_from_the_file_on_every_set(tmp_path
     from workbench.experiment import run_experiment
 
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    small = ["model.filters=[8,16,16,16,16]", "model.dense_units=32"]  # 48 px: the shipped size
-    small += ["train.epochs=1", f"data.cache_dir={tmp_path / 'cache'}", "tracking.experiment=ship"]
+    # 48 px: the shipped size
+    small = [
+        *SMALL_NET,
+        "train.epochs=1",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "tracking.experiment=ship",
+    ]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     big = run_experiment(load_config("baseline", small))
     student = run_experiment(load_config("baseline", [*small, f"distill.teacher_run={big.run_id}"]))

@@ -15,6 +15,7 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from conftest import SMALL_NET
 from mlflow import MlflowClient
 from sqlalchemy.exc import OperationalError
 
@@ -27,8 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 TINY = [
     "data.max_faces=280",
     "data.image_size=32",
-    "model.filters=[8,16,16,16,16]",
-    "model.dense_units=32",
+    *SMALL_NET,
     "train.epochs=2",
 ]
 
