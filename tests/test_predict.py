@@ -321,3 +321,31 @@ def test_alignment_turns_the_crop_so_the_eyes_are_level():
     assert abs(rows[0].mean() - rows[1].mean()) < 1.5  # level
     plain = crop(image, face, align=False)
     assert np.array_equal(plain, image[40:160, 40:160])  # without it: the box as it is
+
+
+def test_the_predictor_averages_the_views_it_is_given(registered):
+    """With flip, a face's probabilities are the mean of the face's and its mirror's; the shipped
+    model predicts with the views its card was scored with."""
+    from workbench.data.decode import resize_face
+    from workbench.serve import shipped
+    from workbench.serve.predict import default_tta
+    from workbench.serve.predictor import Predictor, load_classifier
+
+    model = load_classifier(registered)
+    rgb = read_rgb(labelled_photos(3)[0])
+    plain = Predictor(model, 32, 0.0, 64, "haar", align=False)
+    faces = plain.detector.detect(rgb)
+    size, channels = plain.size, plain.channels
+    x = np.stack([resize_face(crop(rgb, f, False), size, channels) for f in faces]).astype(
+        np.float32
+    )
+    face, mirror = np.asarray(model(x)), np.asarray(model(x[:, :, ::-1]))
+
+    def probs(predictor):
+        return np.array([list(p.values()) for _, _, p in predictor.classify(rgb, faces)])
+
+    flip = Predictor(model, 32, 0.0, 64, "haar", align=False, tta="flip")
+    np.testing.assert_allclose(probs(flip), (face + mirror) / 2, atol=1e-6)
+    np.testing.assert_allclose(probs(plain), face, atol=1e-6)
+    assert np.abs(face - mirror).max() > 1e-3  # the views differ, so the average is seen
+    assert default_tta(None) == shipped.tta() and default_tta(registered) == "none"

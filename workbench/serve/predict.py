@@ -17,8 +17,10 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 from workbench.cli import add_verbose_argument, positive_int, quiet_tensorflow, user_errors
+from workbench.core.settings import TTA
 from workbench.errors import WorkbenchError
 from workbench.serve import DEFAULT_DETECTOR, MIN_FACE
 from workbench.serve.outputs import NoRoom, RowStream, finish, output_names, write_image, write_rows
@@ -71,6 +73,13 @@ def parse_args(argv):
     )
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument(
+        "--tta",
+        choices=get_args(TTA),
+        default=None,
+        help="test-time views averaged per face (default: the shipped model's card's; none for "
+        "a --model URI)",
+    )
+    parser.add_argument(
         "--detector",
         choices=["mtcnn", "haar"],
         default=DEFAULT_DETECTOR,
@@ -87,6 +96,13 @@ def parse_args(argv):
     if args.every < 1 or args.min_face < 1 or not 0 <= args.threshold <= 1:
         parser.error("--every and --min-face must be positive, --threshold in [0, 1]")
     return args
+
+
+def default_tta(model_uri: str | None) -> str:
+    """The shipped model's figures were computed with its card's views; a logged model's, unknown."""
+    from workbench.serve import shipped
+
+    return shipped.tta() if model_uri is None else "none"
 
 
 def expand(paths: list[str]) -> list[tuple[Path, Path]]:
@@ -237,7 +253,13 @@ def main(argv: list[str] | None = None) -> int:
         out = writable_dir(Path(args.out), "--out")
         model = load_classifier(args.model)
         predictor = Predictor(
-            model, args.min_face, args.threshold, args.batch_size, args.detector, args.align
+            model,
+            args.min_face,
+            args.threshold,
+            args.batch_size,
+            args.detector,
+            args.align,
+            args.tta or default_tta(args.model),
         )
         fields = list(FacePrediction.__dataclass_fields__)[:-1] + [f"p_{c}" for c in CLASS_NAMES]
         files = expand(args.paths)

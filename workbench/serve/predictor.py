@@ -62,6 +62,23 @@ def load_classifier(uri: str | None):
     return model
 
 
+def view_probabilities(model, faces, tta: str, batch_size: int):
+    """The model's probabilities averaged over `tta`'s views of each face, one call a batch:
+    model.predict's per-call overhead would dominate a photo's few faces."""
+    import numpy as np
+
+    from workbench.core.models.inputs import crop_of
+    from workbench.core.tta import views
+
+    def batched(x):
+        step = batch_size
+        return np.concatenate(
+            [np.asarray(model(x[i : i + step], training=False)) for i in range(0, len(x), step)]
+        )
+
+    return np.mean([batched(v) for v in views(faces, tta, crop_of(model))], axis=0)
+
+
 class Predictor:
     def __init__(
         self,
@@ -71,11 +88,13 @@ class Predictor:
         batch_size: int,
         detector: str = DEFAULT_DETECTOR,
         align: bool = True,
+        tta: str = "none",
     ):
         from workbench import CLASS_NAMES
         from workbench.serve.detect import make_detector
 
         self.model, self.threshold, self.batch_size = model, threshold, batch_size
+        self.tta = tta  # the test-time views averaged, as a model card's figures were computed
         self.size = int(model.input_shape[1])
         self.channels = int(model.input_shape[-1])  # 1 = a grey model (FER-2013's form), 3 = RGB
         self.classes = list(CLASS_NAMES)
@@ -94,12 +113,7 @@ class Predictor:
         crops = np.stack(
             [resize_face(crop(rgb, f, self.align), self.size, self.channels) for f in faces]
         ).astype(np.float32)
-        probs = np.concatenate(
-            [
-                np.asarray(self.model(crops[i : i + self.batch_size], training=False))
-                for i in range(0, len(crops), self.batch_size)
-            ]
-        )
+        probs = view_probabilities(self.model, crops, self.tta, self.batch_size)
         out = []
         for p in probs:
             k = int(p.argmax())

@@ -62,8 +62,9 @@ def privatetest(path: str | None, size: int, channels: int = 1):
     return test, faces.digest
 
 
-def sample_check(model, tta: str, path: str | None = None) -> dict[str, float]:
-    """Accuracy and macro-F1 on the PrivateTest faces of a FER-2013 CSV (see privatetest)."""
+def sample_check(model, tta: str, path: str | None = None) -> dict:
+    """Accuracy, macro-F1 and per-class F1 on the PrivateTest faces of a FER-2013 CSV (see privatetest)."""
+    from workbench import CLASS_NAMES
     from workbench.core.metrics import chance_levels, evaluate
     from workbench.core.tta import predict
 
@@ -75,6 +76,7 @@ def sample_check(model, tta: str, path: str | None = None) -> dict[str, float]:
         "digest": digest[:16],
         "accuracy": round(m["accuracy"], 6),
         "macro_f1": round(m["macro_f1"], 6),
+        "per_class_f1": {c: round(m[f"f1_{c}"], 6) for c in CLASS_NAMES},
     } | {k: round(v, 6) for k, v in chance_levels(test.labels).items()}
 
 
