@@ -7,8 +7,9 @@
 The rows are workbench/serve/evaluation.py's (accuracy, macro-F1, chance = 1/7 and the commonest
 class's share beside each), then the faces/s the model classifies as predict does. With
 `--candidate FILE`, a model meant to replace the shipped one is scored on the very same faces and
-each row gets the paired difference (candidate - shipped, bootstrap 95% interval) and exact McNemar p. A candidate: `python tools/ship_model.py RUN_ID --out DIR`
-(its card beside it gives the test-time views), then `--candidate DIR/model.keras`.
+each row gets the paired difference (candidate - shipped, bootstrap 95% interval) and exact McNemar p.
+A candidate: `python tools/ship_model.py RUN_ID --out DIR` (its card beside it gives the test-time
+views), then `--candidate DIR/model.keras`.
 """
 
 from __future__ import annotations

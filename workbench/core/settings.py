@@ -4,7 +4,7 @@ config; core modules take these sections whole, and never import the config."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -15,6 +15,7 @@ ORIGINAL_PROTOCOL = "original-smote-before-split"
 HONEST_PROTOCOL = "split-then-resample"
 Protocol = Literal["split-then-resample", "original-smote-before-split"]
 TTA = Literal["none", "flip", "tencrop"]  # test-time views (core/tta.py)
+TTA_MODES = get_args(TTA)
 
 
 class Section(BaseModel):

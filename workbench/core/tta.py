@@ -8,16 +8,14 @@ face shifted so that its centre crop is that corner: the model is called as it i
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import get_args
 
 import keras
 import numpy as np
 
 from workbench.core.models.inputs import centre_offset, crop_of
-from workbench.core.settings import TTA
+from workbench.core.settings import TTA_MODES  # noqa: F401  (re-exported)
 from workbench.errors import WorkbenchError
 
-TTA_MODES = get_args(TTA)
 BATCH = 256
 
 

@@ -17,10 +17,9 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import get_args
 
 from workbench.cli import add_verbose_argument, positive_int, quiet_tensorflow, user_errors
-from workbench.core.settings import TTA
+from workbench.core.settings import TTA_MODES
 from workbench.errors import WorkbenchError
 from workbench.serve import DEFAULT_DETECTOR, MIN_FACE
 from workbench.serve.outputs import NoRoom, RowStream, finish, output_names, write_image, write_rows
@@ -74,7 +73,7 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument(
         "--tta",
-        choices=get_args(TTA),
+        choices=TTA_MODES,
         default=None,
         help="test-time views averaged per face (default: the shipped model's card's; none for "
         "a --model URI)",
