@@ -10,7 +10,9 @@ read back, an unfinished one resumed, none started. The first row (the original 
 experiments/fer2013-original.yaml) is the baseline the others are tested against, face by face.
 `--so-far` trains nothing: each experiment's newest run as it stands (or the run named by `--run`),
 its PublicTest curve to the last logged epoch; PrivateTest and the paired test only for finished
-runs (an unfinished run is never tested). Written beside --json as <name>_so_far.*.
+runs (an unfinished run is never tested); `--run LABEL=RUN_ID` with a LABEL that is none of the
+experiments adds that run as a further row (a variant: `--run fer2013-fast/resnet=...`). Written
+beside --json as <name>_so_far.*.
 """
 
 from __future__ import annotations
@@ -182,7 +184,13 @@ def main() -> int:
         "--json", type=Path, default=Path("benchmarks/results/time_to_accuracy.json")
     )
     parser.add_argument("--so-far", action="store_true", help="train nothing: the runs as they are")
-    parser.add_argument("--run", action="append", default=[], metavar="NAME=RUN_ID")
+    parser.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="NAME=RUN_ID",
+        help="NAME: or a variant's label",
+    )
     args = parser.parse_args()
     chosen = dict(item.split("=", 1) for item in args.run)
     out = args.json.with_name(f"{args.json.stem}_so_far.json") if args.so_far else args.json
@@ -196,6 +204,10 @@ def main() -> int:
                 rows.append(row(name, run_id))
             else:
                 print(f"{name}: no epoch of a run of this config on this data yet (left out)")
+        # A --run whose name is no experiment of the list is a variant's run (e.g. another model).
+        rows += [
+            row(label, run_id) for label, run_id in chosen.items() if label not in args.experiments
+        ]
         tested = [r for r in rows if r["privatetest"] is not None]
         for r in tested[1:]:
             r["vs_baseline"] = against(tested[0], r)

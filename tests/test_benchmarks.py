@@ -83,7 +83,8 @@ def test_time_to_accuracy_tables_each_recipe_and_reads_finished_runs_back(tmp_pa
         client.log_metric(stopped, "epoch_seconds", 60.0, step=step)
     client.set_terminated(stopped, "KILLED")
     proc = subprocess.run(
-        [*script, "--json", str(out), "--so-far", "--run", f"fer2013={stopped}"],
+        [*script, "--json", str(out), "--so-far", "--run", f"fer2013={stopped}"]
+        + ["--run", f"fer2013/variant={stopped}"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -92,7 +93,8 @@ def test_time_to_accuracy_tables_each_recipe_and_reads_finished_runs_back(tmp_pa
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "step - accuracy" not in proc.stdout
     rows = json.loads((tmp_path / "tta_so_far.json").read_text())["rows"]
-    assert [r["run_id"] for r in rows] == [*first[:2], stopped]
+    assert [r["run_id"] for r in rows] == [*first[:2], stopped, stopped]
+    assert rows[3]["experiment"] == "fer2013/variant"  # a --run that is no experiment: one more row
     assert rows[2]["privatetest"] is None and "vs_baseline" not in rows[2]
     assert rows[2]["curve"] == [[1.0, 0.3], [2.0, 0.45], [3.0, 0.4]]  # (minutes, accuracy)
     assert rows[2]["best_epoch"] == 2 and rows[2]["minutes_to_publictest"]["0.55"] is None
