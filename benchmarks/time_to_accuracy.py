@@ -189,7 +189,7 @@ def main() -> int:
         action="append",
         default=[],
         metavar="NAME=RUN_ID",
-        help="NAME: or a variant's label",
+        help="the run to table for experiment NAME; any other NAME labels one more row",
     )
     args = parser.parse_args()
     chosen = dict(item.split("=", 1) for item in args.run)

@@ -83,8 +83,8 @@ def test_time_to_accuracy_tables_each_recipe_and_reads_finished_runs_back(tmp_pa
         client.log_metric(stopped, "epoch_seconds", 60.0, step=step)
     client.set_terminated(stopped, "KILLED")
     proc = subprocess.run(
-        [*script, "--json", str(out), "--so-far", "--run", f"fer2013={stopped}"]
-        + ["--run", f"fer2013/variant={stopped}"],
+        [*script, "--json", str(out), "--so-far"]
+        + ["--run", f"fer2013={stopped}", "--run", f"fer2013/variant={stopped}"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
