@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/python -m workbench.run baseline $(ARGS)
 
-## The fer2013 experiment (VGG on 40 px crops, SGD, ten-crop; full FER-2013; FER=/path/fer2013.csv for yours; resumable)
+## The fer2013 experiment (VGG on 40 px crops, AdamW, 60 epochs, ten-crop; full FER-2013; FER=/path/fer2013.csv for yours; resumable)
 fer2013: setup
 	$(BIN)/python -m workbench.run fer2013 --set data.path=$(or $(FER),$(FER_DEFAULT)) $(ARGS)
 
