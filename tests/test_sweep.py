@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -686,6 +687,9 @@ def test_killed_worker_trial_is_failed_retried_and_the_study_completes(tmp_path,
     assert orphan is not None, "the worker never started training a trial"
     victim.send_signal(signal.SIGKILL)  # mid-trial: no chance to clean up
     victim.wait()
+    # As if the worker had been another machine: its checkpoints are not here, the retry starts over.
+    for folder in (tmp_path / "cache").rglob(orphan.user_attrs["mlflow_run_id"]):
+        shutil.rmtree(folder)
 
     run_sweep(tmp_path, env, *args, "--worker-index", "1", sets=slow, timeout=400)
     by_state = trials_by_state(storage, "crash")
@@ -708,22 +712,16 @@ def test_killed_worker_trial_is_failed_retried_and_the_study_completes(tmp_path,
 
 
 @pytest.mark.slow
-def test_a_terminated_sweep_ends_its_runs_killed_and_its_trial_failed(tmp_path, env):
+def test_a_terminated_sweep_ends_its_runs_killed_and_the_next_start_continues_its_trial(
+    tmp_path, env
+):
     storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
     space = write_space(tmp_path / "space.yaml")
     slow = [s for s in TINY if not s.startswith("train.epochs")] + ["train.epochs=40"]
+    args = ["--space", str(space), "--study", "term", "--storage", storage]
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     proc = subprocess.Popen(
-        sweep_cmd(
-            "--space",
-            str(space),
-            "--study",
-            "term",
-            "--storage",
-            storage,
-            "--trials",
-            "2",
-            sets=slow,
-        ),
+        sweep_cmd(*args, "--trials", "2", sets=slow),
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -742,22 +740,35 @@ def test_a_terminated_sweep_ends_its_runs_killed_and_its_trial_failed(tmp_path, 
                 trials = optuna.load_study(study_name="term", storage=storage).trials
             except (KeyError, OperationalError):  # the study or its tables are not created yet
                 trials = []
-            if any("mlflow_run_id" in t.user_attrs for t in trials):
-                break
+            run_id = next((t.user_attrs.get("mlflow_run_id") for t in trials), None)
+            if run_id and len(client.get_metric_history(run_id, "loss")) >= 2:
+                break  # two epochs trained and checkpointed
             time.sleep(0.3)
-        time.sleep(2)  # into the trial's epochs
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
     assert proc.returncode == 143 and "Traceback" not in err, err[-2000:]
-    (trial,) = optuna.load_study(study_name="term", storage=storage).trials
-    assert trial.state.name == "FAIL"
-    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    trial_run = client.get_run(trial.user_attrs["mlflow_run_id"])
+    stopped, queued = optuna.load_study(study_name="term", storage=storage).trials
+    assert stopped.state.name == "FAIL" and queued.state.name == "WAITING"
+    run_id = stopped.user_attrs["mlflow_run_id"]
+    trial_run = client.get_run(run_id)
     assert trial_run.info.status == "KILLED" and trial_run.data.tags["trial_state"] == "FAIL"
     (parent,) = runs(env["MLFLOW_TRACKING_URI"], "study", "term")
     assert parent.info.status == "KILLED"
+
+    # The same command again continues the stopped trial (the baseline) in its own run, from its
+    # last checkpointed epoch: no epoch trained twice, the pruner sees all 40.
+    out = run_sweep(tmp_path, env, *args, "--trials", "1", "--no-final", sets=slow).stdout
+    assert f"resuming MLflow run {run_id}" in out
+    stopped, retry = optuna.load_study(study_name="term", storage=storage).trials
+    assert retry.state.name == "COMPLETE" and retry.params == stopped.params
+    assert retry.user_attrs["retry_of"] == 0 and retry.user_attrs["baseline"]
+    assert retry.user_attrs["mlflow_run_id"] == run_id
+    assert sorted(retry.intermediate_values) == list(range(1, 41))
+    trial_run = client.get_run(run_id)
+    assert trial_run.info.status == "FINISHED" and trial_run.data.tags["trial_state"] == "COMPLETE"
+    assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == list(range(40))
 
 
 @pytest.mark.slow

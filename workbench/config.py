@@ -79,8 +79,9 @@ class TrackingConfig(Section):
 class PurposeConfig(Section):
     """What a run is for. `workbench.run` leaves the default (an experiment); the orchestrators set it
     (a sweep's trial, a reproduce arm). The one run path reads everything it does differently from here:
-    - experiment: tested once on the test split, every artifact, resumable;
-    - trial: scored on validation (the test split is never touched), light artifacts, not resumable;
+    - experiment: tested once on the test split, every artifact, resumed by its config;
+    - trial: scored on validation (the test split is never touched), light artifacts, resumed only as
+      its own retry (the sweep names the run: trial numbers differ);
     - arm: one of a comparison's runs: like an experiment, nested under its comparison's run."""
 
     role: Literal["experiment", "trial", "arm"] = "experiment"
@@ -98,6 +99,7 @@ class PurposeConfig(Section):
 
     @property
     def resumable(self) -> bool:
+        """The same config started again continues its unfinished run (every run checkpoints)."""
         return self.role != "trial"
 
 

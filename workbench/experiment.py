@@ -1,7 +1,8 @@
 """One experiment end to end: faces -> split/balance -> model -> metrics -> one MLflow run.
 
-A top-level run is resumable: it checkpoints every epoch, and the same config started again (or
-`resume_run_id`) continues the unfinished run in place: same run id, metrics continuing at their steps.
+Every run checkpoints every epoch. The same config started again (or `resume_run_id`) continues an
+unfinished run in place: same run id, metrics continuing at their steps. A sweep's trial continues
+only as its own retry, which passes `resume_run_id`.
 """
 
 from __future__ import annotations
@@ -116,9 +117,9 @@ def run_experiment(
     trained: Trained | None = None,
 ) -> RunResult:
     """Train and evaluate cfg as one MLflow run. What the run is for (`cfg.purpose`) decides the rest:
-    a trial is scored on validation (never the test split), logs the light artifacts and is not
-    resumable; an experiment or a comparison's arm is tested once, logs everything (the model, face
-    grids, per-face manifest, report page) and checkpoints every epoch. `callbacks` are Keras' (a
+    a trial is scored on validation (never the test split) and logs the light artifacts; an experiment
+    or a comparison's arm is tested once and logs everything (the model, face grids, per-face
+    manifest, report page). Every run checkpoints every epoch. `callbacks` are Keras' (a
     sweep's pruning reporter). `trained`: test those weights instead of training (their history is
     logged as this run's epochs). A run stopped at any instant, its end included, resumes in place."""
     purpose = cfg.purpose
@@ -135,7 +136,7 @@ def run_experiment(
         run_id, fresh = run.info.run_id, resume_run_id is None
         if not fresh:
             print(f"resuming MLflow run {run_id} from its last finished epoch")
-        folder = checkpoints.checkpoint_dir(run_id) if purpose.resumable and not trained else None
+        folder = None if trained else checkpoints.checkpoint_dir(run_id)  # every epoch, every run
         with checkpoints.owned(folder):
             record = log_inputs(cfg, faces, prepared, fresh)
             dedupe.log_duplicates(dups, prepared, cfg, fresh)

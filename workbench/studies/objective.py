@@ -15,6 +15,7 @@ from workbench.studies.best import keep_weights
 from workbench.studies.pruning import OptunaReporter
 from workbench.studies.search_space import SweepSpec, suggest, trial_config
 from workbench.studies.storage import COUNTED, states
+from workbench.tracking import checkpoints
 
 
 class SurplusTrial(Exception):
@@ -54,6 +55,13 @@ def trial_run_config(
     return cfg
 
 
+def retry_later(trial: optuna.Trial) -> None:
+    """Queue a stopped trial again: the same parameters and attributes (baseline, its MLflow run)."""
+    trial.study.enqueue_trial(
+        trial.params, user_attrs={**trial.user_attrs, "retry_of": trial.number}
+    )
+
+
 class Objective:
     """objective(trial) -> the trial's validation score; counts the epochs this worker trained."""
 
@@ -81,7 +89,7 @@ class Objective:
         if cfg.seeds > 1:
             cfg.split.seed = cfg.data_seed  # one split for every seed, written in each run's config
         reporter = OptunaReporter(trial, self.spec.objective.metric)
-        result = self._train(trial, cfg, [reporter])
+        result = self._train(trial, cfg, [reporter], self._continued_run(trial))
         self.epochs_trained += int(result.metrics["epochs_run"])
         state = "PRUNED" if reporter.pruned else "COMPLETE"
         if not reporter.pruned:  # the study's best is tested with these weights, not trained again
@@ -112,12 +120,28 @@ class Objective:
         trial.set_user_attr("seed_values", values)
         return sum(values) / len(values)
 
-    def _train(self, trial: optuna.Trial, cfg: ExperimentConfig, callbacks) -> RunResult:
+    def _continued_run(self, trial: optuna.Trial) -> str | None:
+        """A retried trial (stopped, or its worker died) continues its MLflow run from the last
+        checkpointed epoch when that is on this machine; the pruner first gets the epochs it had."""
+        run_id = trial.user_attrs.get("mlflow_run_id")  # a retry inherits the stopped trial's
+        if not run_id or not checkpoints.can_resume(run_id):
+            return None
+        for m in self.client.get_metric_history(run_id, self.spec.objective.metric):
+            trial.report(m.value, m.step + 1)  # the reporter's steps: epochs trained
+        return run_id
+
+    def _train(
+        self, trial: optuna.Trial, cfg: ExperimentConfig, callbacks, resume: str | None = None
+    ) -> RunResult:
         keras.backend.clear_session()  # one process trains many models: free the previous graphs
         try:
-            return run_experiment(cfg, callbacks=callbacks)
-        except BaseException:
+            return run_experiment(cfg, callbacks=callbacks, resume_run_id=resume)
+        except BaseException as err:
             # Optuna fails the trial (an error, Ctrl-C, SIGTERM): its run says so, not RUNNING.
             if run_id := trial.user_attrs.get("mlflow_run_id"):
                 self.client.set_tag(run_id, "trial_state", "FAIL")
+            if isinstance(
+                err, KeyboardInterrupt
+            ):  # a stop, not a failure: the next start continues it
+                retry_later(trial)
             raise

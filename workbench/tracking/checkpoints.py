@@ -70,6 +70,15 @@ def find_resumable_run(experiment_id: str, key: str, tag: str = "resume_key") ->
     return found[0] if found else None
 
 
+def can_resume(run_id: str) -> bool:
+    """`run_id` is unfinished, checkpointed on this machine and trained by no one (a missing run: no)."""
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return False
+    return bool(_resumable([run]))
+
+
 def resumable_with_other_config(experiment_id: str, name: str, key: str) -> list[str]:
     """Unfinished runs of the same name whose config differs (edited, or a key added since): not
     resumed by the same command, so the caller says how to continue them."""
