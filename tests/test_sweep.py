@@ -643,7 +643,12 @@ def test_two_workers_share_one_study_on_postgres(tmp_path, pg_env):
 
 
 @pytest.mark.slow
-def test_killed_worker_trial_is_failed_retried_and_the_study_completes(tmp_path, pg_env):
+@pytest.mark.parametrize(
+    "checkpoint_here", [True, False], ids=["same-machine", "checkpoint-elsewhere"]
+)
+def test_killed_worker_trial_is_failed_retried_and_the_study_completes(
+    tmp_path, pg_env, checkpoint_here
+):
     env, storage = pg_env
     space = write_space(
         tmp_path / "space.yaml", heartbeat={"interval": 1, "grace_period": 4, "max_retry": 1}
@@ -659,7 +664,8 @@ def test_killed_worker_trial_is_failed_retried_and_the_study_completes(tmp_path,
         "3",
         "--no-final",
     ]
-    slow = [s for s in TINY if not s.startswith("train.epochs")] + ["train.epochs=6"]
+    slow = [s for s in TINY if not s.startswith("train.epochs")] + ["train.epochs=12"]
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     victim = subprocess.Popen(
         sweep_cmd(*args, sets=slow),
         cwd=tmp_path,
@@ -681,15 +687,19 @@ def test_killed_worker_trial_is_failed_retried_and_the_study_completes(tmp_path,
             ]
         except KeyError:  # the study does not exist yet
             running = []
+        if running and checkpoint_here:  # wait for an epoch trained and checkpointed
+            trained = client.get_metric_history(running[0].user_attrs["mlflow_run_id"], "loss")
+            running = running if trained else []
         orphan = running[0] if running else None
         time.sleep(0.3)
     polled.engine.dispose()
     assert orphan is not None, "the worker never started training a trial"
     victim.send_signal(signal.SIGKILL)  # mid-trial: no chance to clean up
     victim.wait()
-    # As if the worker had been another machine: its checkpoints are not here, the retry starts over.
-    for folder in (tmp_path / "cache").rglob(orphan.user_attrs["mlflow_run_id"]):
-        shutil.rmtree(folder)
+    orphan_id = orphan.user_attrs["mlflow_run_id"]
+    if not checkpoint_here:  # as if the worker had been another machine: the retry starts over
+        for folder in (tmp_path / "cache").rglob(orphan_id):
+            shutil.rmtree(folder)
 
     run_sweep(tmp_path, env, *args, "--worker-index", "1", sets=slow, timeout=400)
     by_state = trials_by_state(storage, "crash")
@@ -699,9 +709,15 @@ def test_killed_worker_trial_is_failed_retried_and_the_study_completes(tmp_path,
     assert [t.number for t in failed] == [orphan.number]
     retry = [t for t in finished if t.system_attrs.get("failed_trial") == orphan.number]
     assert len(retry) == 1 and retry[0].params == orphan.params  # the same point, run again
-    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    orphan_run = client.get_run(orphan.user_attrs["mlflow_run_id"])
-    assert orphan_run.info.status == "FAILED" and orphan_run.data.tags["trial_state"] == "FAIL"
+    orphan_run = client.get_run(orphan_id)
+    if checkpoint_here:  # continued in its own run from its checkpoint, no epoch logged twice
+        assert retry[0].user_attrs["mlflow_run_id"] == orphan_id
+        assert orphan_run.info.status == "FINISHED" and orphan_run.data.tags["resumed"] == "true"
+        steps = sorted(m.step for m in client.get_metric_history(orphan_id, "loss"))
+        assert steps == list(range(len(steps))) and orphan_run.data.tags["trial_state"] != "FAIL"
+    else:
+        assert retry[0].user_attrs["mlflow_run_id"] != orphan_id
+        assert orphan_run.info.status == "FAILED" and orphan_run.data.tags["trial_state"] == "FAIL"
     (victim_parent,) = [
         r
         for r in runs(env["MLFLOW_TRACKING_URI"], "study", "crash")
