@@ -23,6 +23,11 @@ def stopped_by() -> int | None:
     return _STOPPED_BY[-1] if _STOPPED_BY else None
 
 
+def is_stop(err: BaseException) -> bool:
+    """`err` ends this process because it was asked to stop (Ctrl-C, SIGTERM), not because it failed."""
+    return isinstance(err, KeyboardInterrupt) or stopped_by() is not None
+
+
 def note_stop(signum: int | None) -> None:
     """Record the stop (None: a new command starts, nothing asked it to stop)."""
     if signum is None:

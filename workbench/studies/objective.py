@@ -10,6 +10,7 @@ import mlflow
 import optuna
 
 from workbench.config import ExperimentConfig
+from workbench.errors import is_stop
 from workbench.experiment import RunResult, run_experiment
 from workbench.studies.best import keep_weights
 from workbench.studies.pruning import OptunaReporter
@@ -140,8 +141,7 @@ class Objective:
             # Optuna fails the trial (an error, Ctrl-C, SIGTERM): its run says so, not RUNNING.
             if run_id := trial.user_attrs.get("mlflow_run_id"):
                 self.client.set_tag(run_id, "trial_state", "FAIL")
-            if isinstance(
-                err, KeyboardInterrupt
-            ):  # a stop, not a failure: the next start continues it
+            # A stop, not a failure: the next start continues the trial.
+            if is_stop(err):
                 retry_later(trial)
             raise

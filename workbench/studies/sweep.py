@@ -256,7 +256,6 @@ class Sweep:
 def _no_interrupt_traceback(record: logging.LogRecord) -> bool:
     """Ctrl-C or SIGTERM during a trial: Optuna logs the failed trial with a traceback; the command
     already says `interrupted`/`terminated` on one line."""
-    from workbench.errors import stopped_by
+    from workbench.errors import is_stop
 
-    stop = record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt)
-    return not (stop or (record.exc_info and stopped_by() is not None))
+    return not (record.exc_info and is_stop(record.exc_info[1]))
