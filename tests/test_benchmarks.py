@@ -36,10 +36,39 @@ def test_the_throughput_benchmark_runs_every_row_and_writes_its_table(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "script", ["duplicates.py", "predict_speed.py", "shipped_model.py", "sweep_pruning.py"]
+    "script",
+    ["duplicates.py", "predict_speed.py", "shipped_model.py", "sweep_pruning.py", "tta_views.py"],
 )
 def test_the_other_benchmarks_import(script):
     run_script(script, "--help", timeout=120)
+
+
+@pytest.mark.slow
+def test_tta_views_scores_every_mode_on_both_official_test_sets(tmp_path, monkeypatch):
+    """A small cropping model logged to MLflow, scored on the bundled sample's 350 + 350 faces."""
+    import keras
+    import mlflow
+
+    from workbench.core.models.registry import make_model
+    from workbench.core.settings import TTA_MODES
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    keras.utils.set_random_seed(0)
+    with mlflow.start_run():
+        model = make_model("vgg", (48, 48, 1), 7, crop=40, filters=[4, 8])
+        uri = mlflow.tensorflow.log_model(model, name="model").model_uri
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    out = tmp_path / "views.json"
+    sample = REPO / "workbench" / "samples" / "fer2013_sample.csv.gz"
+    run_script("tta_views.py", uri, "--data", str(sample), "--json", str(out), timeout=600)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["mode"] for r in rows] == list(TTA_MODES)
+    assert rows[0]["PublicTest"]["gain_over_centre"] == [0.0, 0.0, 0.0]  # "none" is the centre
+    for r in rows:
+        for name in ("PublicTest", "PrivateTest"):
+            low, high = r[name]["accuracy_ci"]
+            assert low <= r[name]["accuracy"] <= high and 0 <= r[name]["mcnemar_p"] <= 1
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from workbench.core.augment import training_dataset
 from workbench.core.models.inputs import FaceCrop
 from workbench.core.models.registry import make_model
 from workbench.core.settings import AugmentConfig, TrainConfig
-from workbench.core.tta import predict
+from workbench.core.tta import offsets, predict
 
 RNG = np.random.default_rng(0)
 FACES = RNG.integers(0, 256, (32, 48, 48, 1)).astype(np.uint8)
@@ -84,6 +84,21 @@ def test_ten_crop_averages_the_corner_and_centre_crops_and_their_mirrors():
     np.testing.assert_allclose(flipped, (plain + mirrored) / 2, rtol=1e-5, atol=1e-6)
 
 
+def test_dense_averages_every_crop_two_pixels_apart_and_their_mirrors():
+    keras.utils.set_random_seed(0)
+    model = make_model("vgg", (48, 48, 1), 7, crop=40, filters=[4, 8])
+    after_crop = keras.Model(model.get_layer("scale").input, model.output)
+    x = FACES[:8].astype(np.float32)
+    starts = [0, 2, 4, 6, 8]
+    crops = [x[:, t : t + 40, l : l + 40] for t in starts for l in starts]
+    views = [v for c in crops for v in (c, c[:, :, ::-1])]
+    expected = np.mean([after_crop.predict(v, verbose=0) for v in views], axis=0)
+    probs, plain = predict(model, x, "dense")
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(plain, after_crop.predict(x[:, 4:44, 4:44], verbose=0), rtol=1e-5)
+    assert offsets(48, 43, "dense") == [0, 2, 4, 5]  # an odd margin still reaches the far edge
+
+
 def test_erasing_noises_one_patch_of_each_face_and_is_seeded():
     first = batches(AugmentConfig(strength=0.0, erasing=1.0))
     assert first[0][0].shape == (16, 48, 48, 1)
@@ -139,7 +154,9 @@ def test_crop_and_ten_crop_are_checked_against_the_face():
     ):
         load_config("fer2013", ["augment.crop=48"])
     with pytest.raises(WorkbenchError, match="tencrop needs augment.crop"):
-        load_config("fer2013", ["augment.crop=null"])
+        load_config("fer2013", ["augment.crop=null", "train.tta=tencrop"])
+    with pytest.raises(WorkbenchError, match="dense needs augment.crop"):
+        load_config("fer2013", ["augment.crop=null", "train.tta=dense"])
     with pytest.raises(WorkbenchError, match="augment.crop 12 is too small for model vgg"):
         load_config("fer2013", ["augment.crop=12"])
 

@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from workbench.core.models import min_image_size
 from workbench.core.settings import (
+    CROPPING_TTA,
     HONEST_PROTOCOL,
     AugmentConfig,
     BalanceConfig,
@@ -148,8 +149,10 @@ class ExperimentConfig(Section):
             raise ValueError(
                 f"augment.crop {crop} must be smaller than data.image_size {self.data.image_size}"
             )
-        if self.train.tta == "tencrop" and crop is None:
-            raise ValueError("train.tta tencrop needs augment.crop (e.g. 40 of a 48 px face)")
+        if self.train.tta in CROPPING_TTA and crop is None:
+            raise ValueError(
+                f"train.tta {self.train.tta} needs augment.crop (e.g. 40 of a 48 px face)"
+            )
         return self
 
     @property

@@ -14,8 +14,9 @@ from workbench.core.models import MODELS
 ORIGINAL_PROTOCOL = "original-smote-before-split"
 HONEST_PROTOCOL = "split-then-resample"
 Protocol = Literal["split-then-resample", "original-smote-before-split"]
-TTA = Literal["none", "flip", "tencrop"]  # test-time views (core/tta.py)
+TTA = Literal["none", "flip", "tencrop", "dense"]  # test-time views (core/tta.py)
 TTA_MODES = get_args(TTA)
+CROPPING_TTA = ("tencrop", "dense")  # the views of a model that crops (augment.crop)
 
 
 class Section(BaseModel):
@@ -153,8 +154,9 @@ class TrainConfig(Section):
     restore_best: bool = Field(True, description="test the weights of the best validation epoch")
     tta: TTA = Field(
         "none",
-        description="test-time views averaged: the face and its mirror (flip), or four corner crops "
-        "and the centre crop with their mirrors (tencrop, needs augment.crop)",
+        description="test-time views averaged: the face and its mirror (flip), four corner crops "
+        "and the centre crop (tencrop) or every crop 2 px apart (dense), with their mirrors; "
+        "tencrop and dense need augment.crop",
     )
     plateau_factor: float = Field(0.5, gt=0.0, lt=1.0, description="plateau: the rate's cut")
     plateau_patience: int = Field(

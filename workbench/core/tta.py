@@ -1,8 +1,9 @@
 """Test-time augmentation: the model's probabilities averaged over views of each face.
 
 `flip`: the face and its mirror. `tencrop`: the four corner crops and the centre crop, each with its
-mirror, for a model whose first layer crops the centre (augment.crop). Each corner crop is fed as the
-face shifted so that its centre crop is that corner: the model is called as it is logged.
+mirror, for a model whose first layer crops the centre (augment.crop). `dense`: every crop 2 px apart
+(25 for 40 of 48), each with its mirror. Each off-centre crop is fed as the face shifted so that its
+centre crop is that crop: the model is called as it is logged.
 """
 
 from __future__ import annotations
@@ -13,26 +14,38 @@ import keras
 import numpy as np
 
 from workbench.core.models.inputs import centre_offset, crop_of
-from workbench.core.settings import TTA_MODES  # noqa: F401  (re-exported)
+from workbench.core.settings import CROPPING_TTA, TTA_MODES  # noqa: F401  (TTA_MODES re-exported)
 from workbench.errors import WorkbenchError
 
 BATCH = 256
+DENSE_STEP = 2  # px between neighbouring crops of `dense`
 
 
-def corner_shifts(height: int, width: int, crop: int) -> list[tuple[int, int]]:
-    """(dy, dx) that move each crop's top-left corner onto the centre crop's: centre, then corners.
+def offsets(length: int, crop: int, tta: str) -> list[int]:
+    """Where the crops of `tta` start along one side of the face."""
+    if tta == "tencrop":
+        return [0, length - crop]
+    return sorted({*range(0, length - crop + 1, DENSE_STEP), length - crop})
+
+
+def crop_shifts(height: int, width: int, crop: int, tta: str) -> list[tuple[int, int]]:
+    """(dy, dx) that move each crop's top-left corner onto the centre crop's, the centre first.
     np.roll wraps pixels round, but only outside the centre crop."""
     cy, cx = centre_offset(height, crop), centre_offset(width, crop)
-    tops, lefts = (0, height - crop), (0, width - crop)
-    return [(0, 0)] + [(cy - top, cx - left) for top in tops for left in lefts]
+    shifts = [
+        (cy - top, cx - left)
+        for top in offsets(height, crop, tta)
+        for left in offsets(width, crop, tta)
+    ]
+    return [(0, 0)] + [s for s in shifts if s != (0, 0)]
 
 
 def views(images: np.ndarray, tta: str, crop: int | None) -> Iterator[np.ndarray]:
     """The face as it is first, then the other views `tta` averages."""
-    if tta == "tencrop":
+    if tta in CROPPING_TTA:
         if crop is None:
-            raise WorkbenchError("train.tta tencrop needs a model that crops (augment.crop)")
-        for dy, dx in corner_shifts(images.shape[1], images.shape[2], crop):
+            raise WorkbenchError(f"train.tta {tta} needs a model that crops (augment.crop)")
+        for dy, dx in crop_shifts(images.shape[1], images.shape[2], crop, tta):
             shifted = np.roll(images, (dy, dx), axis=(1, 2)) if dy or dx else images
             yield shifted
             yield shifted[:, :, ::-1, :]
