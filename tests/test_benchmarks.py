@@ -44,7 +44,7 @@ def test_the_other_benchmarks_import(script):
 
 
 @pytest.mark.slow
-def test_tta_views_scores_every_mode_on_both_official_test_sets(tmp_path, monkeypatch):
+def test_tta_views_scores_every_mode_on_both_official_test_sets(tmp_path, tracking_store):
     """A small cropping model logged to MLflow, scored on the bundled sample's 350 + 350 faces."""
     import keras
     import mlflow
@@ -52,13 +52,12 @@ def test_tta_views_scores_every_mode_on_both_official_test_sets(tmp_path, monkey
     from workbench.core.models.registry import make_model
     from workbench.core.settings import TTA_MODES
 
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(store)
+    # the fixture set MLFLOW_TRACKING_URI first, so it is put back after the test
+    mlflow.set_tracking_uri(tracking_store)
     keras.utils.set_random_seed(0)
     with mlflow.start_run():
         model = make_model("vgg", (48, 48, 1), 7, crop=40, filters=[4, 8])
         uri = mlflow.tensorflow.log_model(model, name="model").model_uri
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     out = tmp_path / "views.json"
     sample = REPO / "workbench" / "samples" / "fer2013_sample.csv.gz"
     run_script("tta_views.py", uri, "--data", str(sample), "--json", str(out), timeout=600)
