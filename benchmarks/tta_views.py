@@ -20,38 +20,31 @@ quiet_tensorflow()
 
 from results_file import write_results  # noqa: E402
 
-from workbench.config import DataConfig  # noqa: E402
 from workbench.core import stats  # noqa: E402
-from workbench.core.protocol import prepare  # noqa: E402
-from workbench.core.settings import TTA_MODES, BalanceConfig, SplitConfig  # noqa: E402
+from workbench.core.settings import TTA_MODES  # noqa: E402
 from workbench.core.tta import predict  # noqa: E402
-from workbench.data import load_faces  # noqa: E402
+from workbench.serve import shipped  # noqa: E402
+from workbench.serve.evaluation import score  # noqa: E402
 from workbench.serve.predictor import load_classifier  # noqa: E402
 
 SETS = {"PublicTest": "val", "PrivateTest": "test"}
 
 
-def official_sets(path: str, size: int, channels: int) -> dict:
-    faces = load_faces(DataConfig(path=path, image_size=size, channels=channels), seed=0)
-    split = prepare(faces, "split-then-resample", SplitConfig(), BalanceConfig(), seed=0)
-    return {name: getattr(split, part) for name, part in SETS.items()}
-
-
-def mode_row(model, mode: str, sets: dict, centre: dict) -> dict:
+def mode_row(model, mode: str, sets: dict) -> dict:
     row = {"mode": mode}
     for name, faces in sets.items():
         t0 = time.perf_counter()
-        pred = predict(model, faces.images, mode)[0].argmax(axis=1)
-        ci = stats.intervals(faces.labels, pred, prefix="")
-        gain = stats.paired(faces.labels, pred, centre.get(name, pred)).figures()
+        probs, plain = predict(model, faces.images, mode)
+        centre = probs if plain is None else plain  # predict returns the centre view beside
+        gain = stats.paired(faces.labels, probs.argmax(1), centre.argmax(1)).figures()
+        scores = score(faces.labels, probs)
         row[name] = {
-            "accuracy": float((pred == faces.labels).mean()),
-            "accuracy_ci": [ci["accuracy_ci_low"], ci["accuracy_ci_high"]],
+            "accuracy": scores["accuracy"],
+            "accuracy_ci": scores["accuracy_ci"],
             "gain_over_centre": gain["accuracy_gain"],
             "mcnemar_p": gain["mcnemar_p"],
             "seconds": round(time.perf_counter() - t0, 1),
         }
-        centre.setdefault(name, pred)  # the first mode, "none", is the centre view
     return row
 
 
@@ -62,12 +55,14 @@ def main() -> int:
     parser.add_argument("--json", default="benchmarks/results/tta_views.json")
     args = parser.parse_args()
     model = load_classifier(args.model)
-    sets = official_sets(args.data, int(model.input_shape[1]), int(model.input_shape[-1]))
-    centre: dict = {}
+    split, _ = shipped.official_split(
+        args.data, int(model.input_shape[1]), int(model.input_shape[-1])
+    )
+    sets = {name: getattr(split, part) for name, part in SETS.items()}
     rows = []
     print(f"{'views':<8} " + " ".join(f"{n + ' [95%]':>24} {'gain':>8} {'p':>8}" for n in SETS))
     for mode in TTA_MODES:
-        rows.append(mode_row(model, mode, sets, centre))
+        rows.append(mode_row(model, mode, sets))
         cells = [rows[-1][n] for n in SETS]
         print(
             f"{mode:<8} "

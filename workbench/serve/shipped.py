@@ -49,17 +49,24 @@ def load_model(path: Path = MODEL_FILE):
     return keras.saving.load_model(path, compile=False)
 
 
-def privatetest(path: str | None, size: int, channels: int = 1):
-    """(the PrivateTest faces of a FER-2013 CSV, the file's data digest): the bundled sample's 350
-    faces by default, or the whole file's 3,589 with `path`."""
+def official_split(path: str | None, size: int, channels: int = 1):
+    """(a FER-2013 CSV's official split: Training, PublicTest as val, PrivateTest as test; the file's
+    data digest): the bundled sample by default."""
     from workbench.config import DataConfig
     from workbench.core.protocol import prepare
     from workbench.core.settings import BalanceConfig, SplitConfig
     from workbench.data import load_faces
 
     faces = load_faces(DataConfig(path=path, image_size=size, channels=channels), seed=0)
-    test = prepare(faces, "split-then-resample", SplitConfig(), BalanceConfig(), seed=0).test
-    return test, faces.digest
+    split = prepare(faces, "split-then-resample", SplitConfig(), BalanceConfig(), seed=0)
+    return split, faces.digest
+
+
+def privatetest(path: str | None, size: int, channels: int = 1):
+    """(the PrivateTest faces of a FER-2013 CSV, the file's data digest): the bundled sample's 350
+    faces by default, or the whole file's 3,589 with `path`."""
+    split, digest = official_split(path, size, channels)
+    return split.test, digest
 
 
 def sample_check(model, tta: str, path: str | None = None) -> dict:
