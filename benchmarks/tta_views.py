@@ -1,5 +1,5 @@
 """Test-time views of one FER-2013 model: accuracy per `train.tta` mode on PublicTest, where a recipe
-picks its views, and on PrivateTest, each with its paired gain over the centre view alone.
+picks its views, and on PrivateTest, each with its macro-F1 and paired gain over the centre view alone.
 
     python benchmarks/tta_views.py MODEL_URI [--data ../shared/data/fer2013/fer2013.csv.gz]
         [--json benchmarks/results/tta_views.json]
@@ -41,6 +41,8 @@ def mode_row(model, mode: str, sets: dict) -> dict:
         row[name] = {
             "accuracy": scores["accuracy"],
             "accuracy_ci": scores["accuracy_ci"],
+            "macro_f1": scores["macro_f1"],
+            "macro_f1_ci": scores["macro_f1_ci"],
             "gain_over_centre": gain["accuracy_gain"],
             "mcnemar_p": gain["mcnemar_p"],
             "seconds": round(time.perf_counter() - t0, 1),
@@ -60,7 +62,10 @@ def main() -> int:
     )
     sets = {name: getattr(split, part) for name, part in SETS.items()}
     rows = []
-    print(f"{'views':<8} " + " ".join(f"{n + ' [95%]':>24} {'gain':>8} {'p':>8}" for n in SETS))
+    print(
+        f"{'views':<8} "
+        + " ".join(f"{n + ' [95%]':>24} {'gain':>8} {'p':>8} {'mF1':>6}" for n in SETS)
+    )
     for mode in TTA_MODES:
         rows.append(mode_row(model, mode, sets))
         cells = [rows[-1][n] for n in SETS]
@@ -68,7 +73,7 @@ def main() -> int:
             f"{mode:<8} "
             + " ".join(
                 f"{c['accuracy']:.4f} [{c['accuracy_ci'][0]:.3f}, {c['accuracy_ci'][1]:.3f}]"
-                f"{c['gain_over_centre'][0]:+9.4f} {c['mcnemar_p']:8.2g}"
+                f"{c['gain_over_centre'][0]:+9.4f} {c['mcnemar_p']:8.2g} {c['macro_f1']:6.4f}"
                 for c in cells
             )
         )

@@ -68,6 +68,8 @@ def test_tta_views_scores_every_mode_on_both_official_test_sets(tmp_path, tracki
         for name in ("PublicTest", "PrivateTest"):
             low, high = r[name]["accuracy_ci"]
             assert low <= r[name]["accuracy"] <= high and 0 <= r[name]["mcnemar_p"] <= 1
+            low, high = r[name]["macro_f1_ci"]
+            assert low <= r[name]["macro_f1"] <= high
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """The recipe pieces: random crops (centre at test time), random erasing, mixup/cutmix, test-time
-views (flip, ten-crop), the plateau's keys and its resume, and configs from before `train.tta`."""
+views (flip, ten-crop, dense, warped), the plateau's keys and its resume, and configs from before
+`train.tta`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from workbench.core.augment import training_dataset
 from workbench.core.models.inputs import FaceCrop
 from workbench.core.models.registry import make_model
 from workbench.core.settings import AugmentConfig, TrainConfig
-from workbench.core.tta import offsets, predict
+from workbench.core.tta import WARPS, offsets, predict, views, warp
 
 RNG = np.random.default_rng(0)
 FACES = RNG.integers(0, 256, (32, 48, 48, 1)).astype(np.uint8)
@@ -99,6 +100,30 @@ def test_dense_averages_every_crop_two_pixels_apart_and_their_mirrors():
     assert offsets(48, 43, "dense") == [0, 2, 4, 5]  # an odd margin still reaches the far edge
 
 
+def test_warp_zooms_and_turns_each_face_about_its_centre():
+    ramp = np.tile(np.arange(48, dtype=np.float32), (2, 48, 1))[..., None]  # each pixel: its column
+    inner = slice(8, 40)
+    zoomed = warp(ramp, 2.0, 0.0)  # twice the size: each pixel samples halfway to the centre
+    np.testing.assert_allclose(zoomed[:, inner, inner], 23.5 + (ramp[:, inner, inner] - 23.5) / 2)
+    x = FACES[:2].astype(np.float32)
+    np.testing.assert_allclose(warp(x, 1.0, 180.0), x[:, ::-1, ::-1], atol=1e-3)
+    assert warp(x, 1.0, 0.0) is x
+
+
+def test_warped_is_ten_crop_of_the_face_and_of_its_four_warps():
+    keras.utils.set_random_seed(0)
+    model = make_model("vgg", (48, 48, 1), 7, crop=40, filters=[4, 8])
+    x = FACES[:8].astype(np.float32)
+    assert len(list(views(x, "warped", 40))) == 10 * len(WARPS) == 50
+    expected = np.mean([predict(model, warp(x, *w), "tencrop")[0] for w in WARPS], axis=0)
+    probs, plain = predict(model, x, "warped")
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(plain, predict(model, x, "none")[0], rtol=1e-5)
+    trained = load_config("fer2013").augment  # the views stay inside the faces it trains on
+    assert max(abs(d) for _, d in WARPS) <= trained.rotation_deg
+    assert max(abs(z - 1) for z, _ in WARPS) <= trained.zoom
+
+
 def test_erasing_noises_one_patch_of_each_face_and_is_seeded():
     first = batches(AugmentConfig(strength=0.0, erasing=1.0))
     assert first[0][0].shape == (16, 48, 48, 1)
@@ -157,6 +182,8 @@ def test_crop_and_ten_crop_are_checked_against_the_face():
         load_config("fer2013", ["augment.crop=null", "train.tta=tencrop"])
     with pytest.raises(WorkbenchError, match="dense needs augment.crop"):
         load_config("fer2013", ["augment.crop=null", "train.tta=dense"])
+    with pytest.raises(WorkbenchError, match="warped needs augment.crop"):
+        load_config("fer2013", ["augment.crop=null", "train.tta=warped"])
     with pytest.raises(WorkbenchError, match="augment.crop 12 is too small for model vgg"):
         load_config("fer2013", ["augment.crop=12"])
 

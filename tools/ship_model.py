@@ -1,7 +1,7 @@
 """Rebuild the shipped model and its card from a finished MLflow run of a FER-2013 experiment (fer2013, fer2013-fast, ...).
 
     python tools/ship_model.py RUN_ID [--tracking-uri URI] [--shared ../shared/data] [--out DIR]
-        [--tta none|flip|tencrop]
+        [--tta none|flip|tencrop|dense|warped]
 
 Writes workbench/shipped/model.keras, card.json and MODEL_CARD.md (each to a temporary file, then
 renamed). It checks that the saved file gives the run's PrivateTest figure again, then scores the

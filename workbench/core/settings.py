@@ -14,9 +14,9 @@ from workbench.core.models import MODELS
 ORIGINAL_PROTOCOL = "original-smote-before-split"
 HONEST_PROTOCOL = "split-then-resample"
 Protocol = Literal["split-then-resample", "original-smote-before-split"]
-TTA = Literal["none", "flip", "tencrop", "dense"]  # test-time views (core/tta.py)
+TTA = Literal["none", "flip", "tencrop", "dense", "warped"]  # test-time views (core/tta.py)
 TTA_MODES = get_args(TTA)
-CROPPING_TTA = ("tencrop", "dense")  # the views of a model that crops (augment.crop)
+CROPPING_TTA = ("tencrop", "dense", "warped")  # the views of a model that crops (augment.crop)
 
 
 class Section(BaseModel):
@@ -156,7 +156,8 @@ class TrainConfig(Section):
         "none",
         description="test-time views averaged: the face and its mirror (flip), four corner crops "
         "and the centre crop (tencrop) or every crop 2 px apart (dense), with their mirrors; "
-        "tencrop and dense need augment.crop",
+        "warped: tencrop of the face and of it zoomed in and out 10% and turned 8 deg either way; "
+        "tencrop, dense and warped need augment.crop",
     )
     plateau_factor: float = Field(0.5, gt=0.0, lt=1.0, description="plateau: the rate's cut")
     plateau_patience: int = Field(

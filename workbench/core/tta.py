@@ -2,7 +2,9 @@
 
 `flip`: the face and its mirror. `tencrop`: the four corner crops and the centre crop, each with its
 mirror, for a model whose first layer crops the centre (augment.crop). `dense`: every crop 2 px apart
-(25 for 40 of 48), each with its mirror. Each off-centre crop is fed as the face shifted so that its
+(25 for 40 of 48), each with its mirror. `warped`: tencrop of the face and of four warped copies of it
+(zoomed in and out 10%, turned 8 degrees either way: inside the ranges faces are trained with), 50
+views, picked on FER-2013's PublicTest (docs/benchmarks.md). Each off-centre crop is fed as the face shifted so that its
 centre crop is that crop: the model is called as it is logged.
 """
 
@@ -19,11 +21,12 @@ from workbench.errors import WorkbenchError
 
 BATCH = 256
 DENSE_STEP = 2  # px between neighbouring crops of `dense`
+WARPS = ((1.0, 0.0), (0.9, 0.0), (1.1, 0.0), (1.0, -8.0), (1.0, 8.0))  # `warped`: (zoom, degrees)
 
 
 def offsets(length: int, crop: int, tta: str) -> list[int]:
     """Where the crops of `tta` start along one side of the face."""
-    if tta == "tencrop":
+    if tta in ("tencrop", "warped"):
         return [0, length - crop]
     return sorted({*range(0, length - crop + 1, DENSE_STEP), length - crop})
 
@@ -40,15 +43,33 @@ def crop_shifts(height: int, width: int, crop: int, tta: str) -> list[tuple[int,
     return [(0, 0)] + [s for s in shifts if s != (0, 0)]
 
 
+def warp(images: np.ndarray, zoom: float, degrees: float) -> np.ndarray:
+    """The faces enlarged `zoom` times and turned `degrees` about their centres, the edges repeated
+    as the training augmentation fills them (fill_mode "nearest")."""
+    if (zoom, degrees) == (1.0, 0.0):
+        return images
+    cy, cx = (images.shape[1] - 1) / 2, (images.shape[2] - 1) / 2
+    t = np.radians(degrees)
+    (a0, a1), (b0, b1) = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]) / zoom
+    # affine_transform maps each output pixel to the input point it samples.
+    transform = [a0, a1, cx - a0 * cx - a1 * cy, b0, b1, cy - b0 * cx - b1 * cy, 0.0, 0.0]
+    return np.asarray(
+        keras.ops.image.affine_transform(images, np.float32(transform), fill_mode="nearest")
+    )
+
+
 def views(images: np.ndarray, tta: str, crop: int | None) -> Iterator[np.ndarray]:
     """The face as it is first, then the other views `tta` averages."""
     if tta in CROPPING_TTA:
         if crop is None:
             raise WorkbenchError(f"train.tta {tta} needs a model that crops (augment.crop)")
-        for dy, dx in crop_shifts(images.shape[1], images.shape[2], crop, tta):
-            shifted = np.roll(images, (dy, dx), axis=(1, 2)) if dy or dx else images
-            yield shifted
-            yield shifted[:, :, ::-1, :]
+        faces = (warp(images, *w) for w in WARPS) if tta == "warped" else [images]
+        shifts = crop_shifts(images.shape[1], images.shape[2], crop, tta)
+        for face in faces:
+            for dy, dx in shifts:
+                shifted = np.roll(face, (dy, dx), axis=(1, 2)) if dy or dx else face
+                yield shifted
+                yield shifted[:, :, ::-1, :]
         return
     yield images
     if tta == "flip":

@@ -49,6 +49,7 @@ def score(labels: np.ndarray, probs: np.ndarray) -> dict:
         "accuracy": m["accuracy"],
         "accuracy_ci": [ci["accuracy_ci_low"], ci["accuracy_ci_high"]],
         "macro_f1": m["macro_f1"],
+        "macro_f1_ci": [ci["macro_f1_ci_low"], ci["macro_f1_ci_high"]],
     } | chance_levels(labels)
 
 
