@@ -2,10 +2,10 @@
 
 `flip`: the face and its mirror. `tencrop`: the four corner crops and the centre crop, each with its
 mirror, for a model whose first layer crops the centre (augment.crop). `dense`: every crop 2 px apart
-(25 for 40 of 48), each with its mirror. `warped`: tencrop of the face and of four warped copies of it
-(zoomed in and out 10%, turned 8 degrees either way: inside the ranges faces are trained with), 50
-views, picked on FER-2013's PublicTest (docs/benchmarks.md). Each off-centre crop is fed as the face shifted so that its
-centre crop is that crop: the model is called as it is logged.
+(25 for 40 of 48), each with its mirror. `warped`: tencrop of the face and of four warped copies of
+it (zoomed in and out 10%, turned 8 degrees either way: inside the ranges faces are trained with),
+50 views, the best on FER-2013's PublicTest (docs/benchmarks.md). Each off-centre crop is fed as the
+face shifted so that its centre crop is that crop: the model is called as it is logged.
 """
 
 from __future__ import annotations
